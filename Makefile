@@ -1,0 +1,33 @@
+# The README's two commands: `make run` and `make test`. Both set up .venv on first use.
+PYTHON ?= $(shell scripts/find-python)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test test-e2e lint fmt install clean
+
+$(BIN)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	scripts/run-demo
+
+test: install
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check addon tests scripts
+	$(BIN)/ruff format --check addon tests
+	$(BIN)/mypy addon/sigwarden
+
+fmt: install
+	$(BIN)/ruff format addon tests
+	$(BIN)/ruff check --fix addon tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

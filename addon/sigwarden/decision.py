@@ -1,0 +1,56 @@
+"""The decision for one request (SPEC §4), as pure functions of plain values."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+
+from . import paths
+from .config import Config, Route, VerdictHeaders
+from .outcomes import Outcome
+from .schemes import SCHEMES, SignedRequest, Verdict
+from .secrets import SecretStore
+
+
+def canonical_header_name(name: str) -> str:
+    """How PHP and CGI see a header name: case and `_`/`-` do not matter."""
+    return name.lower().replace("_", "-")
+
+
+def verdict_header_names(headers: VerdictHeaders) -> frozenset[str]:
+    return frozenset(canonical_header_name(name) for name in headers.names())
+
+
+def forged_headers(names: Iterable[str], verdict_names: frozenset[str]) -> list[str]:
+    """The request's header names that would pass for a verdict of ours (to be removed)."""
+    return [name for name in names if canonical_header_name(name) in verdict_names]
+
+
+def match_route(routes: Sequence[Route], target: str) -> Route | None:
+    """The first route protecting this request target (path and query), or None."""
+    path, _, query = target.partition("?")
+    normal = paths.normalise_path(path)
+    pairs = None
+    for route in routes:
+        if route.query and pairs is None:
+            pairs = paths.split_query(query)
+        if route.matches(normal, pairs):
+            return route
+    return None
+
+
+def verify(
+    route: Route, secrets: SecretStore, request: SignedRequest, now: datetime.datetime
+) -> Verdict:
+    """The verdict of the route's scheme over the route's usable secrets; fails closed without one."""
+    usable = secrets.usable(route.secrets, now)
+    if not usable:
+        return Verdict(Outcome.SECRET_UNAVAILABLE)
+    return SCHEMES[route.scheme].verify(request, usable, route.scheme_options)
+
+
+def forwards(config: Config, route: Route, outcome: Outcome) -> bool:
+    """Whether a protected request with this outcome goes upstream (report mode forwards verdicts)."""
+    if outcome is Outcome.VERIFIED:
+        return True
+    return config.route_mode(route) == "report" and outcome.is_signature_failure

@@ -1,0 +1,70 @@
+"""`sigwarden run`: a lean mitmproxy master with only the addons a sidecar needs (SPEC §7)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import tempfile
+
+from mitmproxy import master, options
+from mitmproxy.addons import core, proxyserver, tlsconfig
+
+from . import layers
+from .addon import Sigwarden
+from .config import Config
+from .logs import configure_logging, log_event
+
+
+def proxy_options(config: Config, confdir: str) -> dict[str, object]:
+    """mitmproxy options for a sidecar in front of `config.upstream`."""
+    host, port = config.listen
+    return {
+        "mode": [f"reverse:{config.upstream}@{host}:{port}"],
+        "connection_strategy": "lazy",  # refused requests open no upstream connection
+        "keep_host_header": True,
+        "confdir": confdir,  # mitmproxy writes its CA here: keep it off a read-only root
+        "ssl_insecure": not config.upstream_tls.verify,
+        "ssl_verify_upstream_trusted_ca": config.upstream_tls.ca_file,
+        "tcp_timeout": max(1, int(config.limits.idle_timeout)),
+        "http2": False,  # the listener speaks HTTP/1.1; upstreams get HTTP/1.1 too
+        "server_replay_kill_extra": False,
+    }
+
+
+class SigwardenMaster(master.Master):
+    def __init__(self, config: Config, addon: Sigwarden):
+        super().__init__(options.Options(), with_termlog=False)
+        self.sigwarden = addon
+        self.confdir = tempfile.TemporaryDirectory(prefix="sigwarden-")
+        self.addons.add(core.Core(), proxyserver.Proxyserver(), layers.NextLayer(addon), tlsconfig.TlsConfig(), addon)
+        wanted = proxy_options(config, self.confdir.name)
+        self.options.update(**{key: value for key, value in wanted.items() if key in self.options})
+
+
+async def serve(config: Config) -> int:
+    """Run until SIGTERM or SIGINT; 0 after a clean shutdown, 1 when the listener cannot start."""
+    configure_logging(config.log_format, config.log_level)
+    addon = Sigwarden()
+    addon.install(config)
+    proxy_master = SigwardenMaster(config, addon)
+    servers = proxy_master.addons.get("proxyserver")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if not await servers.setup_servers():
+        problems = [str(server.last_exception) for server in servers.servers if server.last_exception]
+        log_event("listen_failed", logging.ERROR, listen=f"{config.listen[0]}:{config.listen[1]}", reason="; ".join(problems))
+        return 1
+    await proxy_master.running()
+    log_event("started", listen=f"{config.listen[0]}:{config.listen[1]}", routes=[route.name for route in config.routes])
+    try:
+        await stop.wait()
+        log_event("stopping")
+        await servers.servers.update([])
+    finally:
+        await proxy_master.done()
+        proxy_master.confdir.cleanup()
+    log_event("stopped")
+    return 0

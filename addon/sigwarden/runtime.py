@@ -1,0 +1,26 @@
+"""One consistent snapshot of what sigwarden serves with: the config and its secrets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .config import Config, Route
+from .decision import match_route, verdict_header_names
+from .secrets import SecretStore
+
+
+@dataclass
+class Runtime:
+    config: Config
+    secrets: SecretStore
+    verdict_names: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.verdict_names = verdict_header_names(self.config.headers)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Runtime:
+        return cls(config, SecretStore(config.secrets))
+
+    def match(self, target: str) -> Route | None:
+        return match_route(self.config.routes, target)
