@@ -114,15 +114,18 @@ class Sigwarden:
             return
         record = self.classify(flow)
         if record.route is not None:
-            return  # buffered: the body is verified in `request`
+            flow.request.stream = False  # buffered: the body is verified in `request`
+            return
         if record.runtime.config.unmatched == "reject":
             self.refuse(flow, record, Outcome.NO_ROUTE)
         else:
             flow.request.stream = True
 
     def request(self, flow: http.HTTPFlow) -> None:
-        record = flow.metadata.get(RECORD)
-        if record is None or record.route is None or flow.response or flow.error:
+        if flow.response or flow.error:
+            return
+        record = self.classify(flow)  # normally made in requestheaders; never skip verification
+        if record.route is None:
             return
         runtime, route = record.runtime, record.route
         started = time.perf_counter()
