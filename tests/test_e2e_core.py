@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from harness import OLD_SECRET, raw_exchange, sign, signed_headers
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer
 
 from . import decision, layers
-from .config import ConfigError, Config, Route, load_config
+from .config import Config, ConfigError, Route, load_config
 from .logs import configure_logging, log_event
 from .outcomes import Outcome
 from .responses import json_response
@@ -132,7 +132,9 @@ class Sigwarden:
         verdict = decision.verify(
             route,
             runtime.secrets,
-            SignedRequest(flow.request.method, flow.request.path, flow.request.headers, flow.request.raw_content or b""),
+            SignedRequest(
+                flow.request.method, flow.request.path, flow.request.headers, flow.request.raw_content or b""
+            ),
             datetime.datetime.now(datetime.UTC),
         )
         record.verify_seconds = time.perf_counter() - started
@@ -176,7 +178,9 @@ class Sigwarden:
         if record is None or record.finished:
             return
         record.finished = True
-        outcome = flow.metadata.get(layers.OUTCOME) or record.verdict or (Outcome.PASSED if record.route is None else None)
+        outcome = (
+            flow.metadata.get(layers.OUTCOME) or record.verdict or (Outcome.PASSED if record.route is None else None)
+        )
         if outcome is None:
             return  # a client that went away before anything was decided
         status = flow.response.status_code if flow.response else (outcome.status if outcome.is_refusal else None)

@@ -72,7 +72,8 @@ def command_check(args: argparse.Namespace) -> int:
     now = datetime.datetime.now(datetime.UTC)
     problems = store.problems(now)
     print(f"config: {config.source}")
-    print(f"listen: {config.listen[0]}:{config.listen[1]} → upstream {config.upstream} (mode {config.mode}, unmatched {config.unmatched})")
+    listen = f"{config.listen[0]}:{config.listen[1]}"
+    print(f"listen: {listen} → upstream {config.upstream} (mode {config.mode}, unmatched {config.unmatched})")
     admin = f"{config.admin_listen[0]}:{config.admin_listen[1]}" if config.admin_listen else "off"
     print(f"admin: {admin}")
     print("secrets:")

@@ -346,7 +346,7 @@ def _parse_route(problems: _Problems, index: int, raw: Any, secrets: Mapping[str
     if dedupe_window is not None and max_age is not None and dedupe_window < max_age:
         problems.add(f"{key}.dedupe_window", "must be at least as long as max_age, or a replay fits between them")
 
-    scheme_options: dict[str, Any] = {}
+    scheme_options: Mapping[str, Any] = {}
     if scheme is not None:
         given = {option: raw[option] for option in scheme.option_keys if option in raw}
         try:
@@ -467,7 +467,8 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         dedupe_max_entries=setting("dedupe_max_entries", _positive_int, 100_000),
         limits=_parse_limits(problems, data.get("limits")),
         trusted_proxies=tuple(
-            problems.convert(f"trusted_proxies[{index}]", cidr, _parse_network, None) or ipaddress.ip_network("0.0.0.0/32")
+            problems.convert(f"trusted_proxies[{index}]", cidr, _parse_network, None)
+            or ipaddress.ip_network("0.0.0.0/32")
             for index, cidr in enumerate(data.get("trusted_proxies") or [])
         ),
         drain_delay=setting("drain_delay", units.parse_duration, 0.0),

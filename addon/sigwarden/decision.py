@@ -39,9 +39,7 @@ def match_route(routes: Sequence[Route], target: str) -> Route | None:
     return None
 
 
-def verify(
-    route: Route, secrets: SecretStore, request: SignedRequest, now: datetime.datetime
-) -> Verdict:
+def verify(route: Route, secrets: SecretStore, request: SignedRequest, now: datetime.datetime) -> Verdict:
     """The verdict of the route's scheme over the route's usable secrets; fails closed without one."""
     usable = secrets.usable(route.secrets, now)
     if not usable:

@@ -18,7 +18,11 @@ class DemoHandler(BaseHTTPRequestHandler):
         verified = self.headers.get(self.verdict_header)
         key_id = self.headers.get("X-Webhook-Key-Id")
         mark = {"true": "VERIFIED", "false": "NOT verified (report mode)"}.get(verified or "", "no verdict header")
-        print(f"demo-shop: {self.command} {self.path} ({len(body)} bytes) → {mark}" + (f", key {key_id}" if key_id else ""), flush=True)
+        print(
+            f"demo-shop: {self.command} {self.path} ({len(body)} bytes) → {mark}"
+            + (f", key {key_id}" if key_id else ""),
+            flush=True,
+        )
         reply = json.dumps({"shop": "demo", "received": self.path, "verified": verified}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

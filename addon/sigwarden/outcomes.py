@@ -13,7 +13,7 @@ class Outcome(enum.Enum):
     PASSED = "passed"
     DUPLICATE = "duplicate"
     BODY_TOO_LARGE = "body_too_large"
-    SECRET_UNAVAILABLE = "secret_unavailable"
+    SECRET_UNAVAILABLE = "secret_unavailable"  # noqa: S105 - an outcome code, not a secret
     MISSING_SIGNATURE = "missing_signature"
     MALFORMED_SIGNATURE = "malformed_signature"
     INVALID_SIGNATURE = "invalid_signature"

@@ -55,10 +55,14 @@ async def serve(config: Config) -> int:
         loop.add_signal_handler(signum, stop.set)
     if not await servers.setup_servers():
         problems = [str(server.last_exception) for server in servers.servers if server.last_exception]
-        log_event("listen_failed", logging.ERROR, listen=f"{config.listen[0]}:{config.listen[1]}", reason="; ".join(problems))
+        log_event(
+            "listen_failed", logging.ERROR, listen=f"{config.listen[0]}:{config.listen[1]}", reason="; ".join(problems)
+        )
         return 1
     await proxy_master.running()
-    log_event("started", listen=f"{config.listen[0]}:{config.listen[1]}", routes=[route.name for route in config.routes])
+    log_event(
+        "started", listen=f"{config.listen[0]}:{config.listen[1]}", routes=[route.name for route in config.routes]
+    )
     try:
         await stop.wait()
         log_event("stopping")

@@ -43,7 +43,7 @@ def _file_stamp(path: str) -> tuple[int, int, int, int] | None:
 def load_secret(spec: SecretSpec, environ: Mapping[str, str] = os.environ) -> LoadedSecret:
     """Read one secret now; a missing or empty one comes back with its problem, never raises."""
     if spec.source == "value":
-        raw: bytes | None = spec.location.encode()
+        raw = spec.location.encode()
         stamp = None
     elif spec.source == "env":
         text = environ.get(spec.location)
@@ -99,11 +99,7 @@ class SecretStore:
 
     def problems(self, now: datetime.datetime) -> dict[str, str]:
         """name → why it is unusable, for each unusable secret."""
-        return {
-            name: status
-            for name, loaded in self.secrets.items()
-            if (status := loaded.status_at(now)) != "ok"
-        }
+        return {name: status for name, loaded in self.secrets.items() if (status := loaded.status_at(now)) != "ok"}
 
     def warnings(self) -> list[str]:
         return [

@@ -5,11 +5,6 @@ from __future__ import annotations
 from .base import HeaderLookup, PlainHeaders, Scheme, SignedRequest, Verdict
 from .sendcloud import SendcloudScheme
 
-SCHEMES: dict[str, Scheme] = {
-    scheme.name: scheme
-    for scheme in (
-        SendcloudScheme(),
-    )
-}
+SCHEMES: dict[str, Scheme] = {scheme.name: scheme for scheme in (SendcloudScheme(),)}
 
 __all__ = ["SCHEMES", "HeaderLookup", "PlainHeaders", "Scheme", "SignedRequest", "Verdict"]
