@@ -225,7 +225,23 @@ class Sigwarden:
         )
         if wait:
             wait_for_port(self.port, process=self.process)
+            if self.admin_port:
+                self.wait_ready()
         return self
+
+    def wait_ready(self, deadline: float = 10.0) -> None:
+        """Poll /readyz until it answers 200 (the proxy listens and the config is loaded)."""
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"sigwarden exited with {self.process.returncode}:\n{self.logs()[-2000:]}")
+            try:
+                return http_request(self.admin_port or 0, "GET", "/readyz", timeout=1.0)[0] == 200
+            except OSError:
+                return False
+
+        wait_until(ready, deadline, interval=0.02)
 
     def stop(self, timeout: float = 20.0) -> int:
         assert self.process is not None

@@ -6,21 +6,29 @@ import datetime
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from mitmproxy import ctx, exceptions, http
+from mitmproxy import version as mitmproxy_version
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer
 
-from . import decision, layers
-from .config import Config, ConfigError, Route, load_config
-from .logs import configure_logging, log_event
+from . import __version__, decision, layers
+from .admin import AdminServer
+from .config import Config, ConfigError, Route
+from .forwarded import client_address
+from .logs import configure_logging, log_event, logger
+from .metrics import CONTENT_TYPE, UNMATCHED_ROUTE, Metrics
 from .outcomes import Outcome
+from .reload import Baseline, ConfigSource, Reloader
 from .responses import json_response
 from .runtime import Runtime
 from .schemes import SignedRequest
 
 RECORD = "sigwarden"
+# Settings that belong to listeners and upstream connections made at start: a reload keeps the old ones.
+RESTART_ONLY = ("listen", "admin_listen", "upstream", "upstream_tls")
 
 
 @dataclass
@@ -41,8 +49,20 @@ class FlowRecord:
 class Sigwarden:
     """Verifies webhook signatures on protected routes; passes everything else untouched."""
 
-    def __init__(self, config: Config | None = None):
-        self.runtime: Runtime | None = Runtime.from_config(config) if config else None
+    def __init__(
+        self, config: Config | None = None, source: ConfigSource | None = None, baseline: Baseline | None = None
+    ):
+        self.runtime: Runtime | None = None
+        self.source = source
+        self.baseline = baseline or Baseline(None, None)
+        self.metrics = Metrics(__version__, mitmproxy_version.VERSION)
+        self.state = "starting"  # starting | ready | draining
+        self.in_flight = 0
+        self.admin: AdminServer | None = None
+        self.reloader: Reloader | None = None
+        self.route_state: dict[str, bool] = {}
+        if config is not None:
+            self.install(config)
 
     # -- configuration -------------------------------------------------------
 
@@ -56,15 +76,19 @@ class Sigwarden:
 
     def configure(self, updated: set[str]) -> None:
         if "sigwarden_config" in updated and ctx.options.sigwarden_config:
+            self.source = ConfigSource(ctx.options.sigwarden_config)
             try:
-                config = load_config(ctx.options.sigwarden_config)
+                config, self.baseline = self.source.load_with_baseline()
             except ConfigError as error:
                 raise exceptions.OptionsError(str(error)) from None
-            configure_logging(config.log_format, config.log_level)
-            self.install(config)
+            if self.runtime is None:
+                self.install(config)
+            else:
+                self.config_accepted(config, "option changed")
 
     def install(self, config: Config) -> Runtime:
-        """Serve with a new config from now on; requests under way keep the snapshot they started with."""
+        """Serve with this config from now on; requests under way keep the snapshot they started with."""
+        configure_logging(config.log_format, config.log_level)
         runtime = Runtime.from_config(config)
         now = datetime.datetime.now(datetime.UTC)
         for name, problem in runtime.secrets.problems(now).items():
@@ -72,7 +96,101 @@ class Sigwarden:
         for warning in config.warnings() + runtime.secrets.warnings():
             log_event("config_warning", logging.WARNING, message=warning)
         self.runtime = runtime
+        self.metrics.show_secret_expiries(
+            {spec.name: spec.expires for spec in config.secrets.values() if spec.expires is not None}
+        )
+        self.route_state = {}
+        self.update_route_state(now)
         return runtime
+
+    def config_accepted(self, config: Config, reason: str) -> None:
+        """A reload that validated: applied whole, except what needs a restart (said in the log)."""
+        assert self.runtime is not None
+        old = self.runtime.config
+        kept = {key: getattr(old, key) for key in RESTART_ONLY if getattr(config, key) != getattr(old, key)}
+        for key in kept:
+            log_event("restart_required", logging.WARNING, key=key, message=f"{key} changes only on a restart")
+        self.install(replace(config, **kept) if kept else config)
+        self.metrics.config_reloads.labels(result="success").inc()
+        log_event("config_reloaded", reason=reason, source=config.source, routes=[r.name for r in config.routes])
+
+    def config_rejected(self, error: ConfigError, reason: str) -> None:
+        self.metrics.config_reloads.labels(result="failure").inc()
+        log_event("config_rejected", logging.ERROR, reason=reason, source=error.source, problems=error.problems)
+
+    def refresh_secrets(self, force: bool = False) -> None:
+        """Re-read secret files that changed; log each change and each route that turns degraded or ready."""
+        if self.runtime is None:
+            return
+        now = datetime.datetime.now(datetime.UTC)
+        secrets = self.runtime.secrets
+        for name in secrets.refresh(force):
+            status = secrets.secrets[name].status_at(now)
+            if status == "ok":
+                log_event("secret_loaded", secret=name)
+            else:
+                log_event("secret_unavailable", logging.ERROR, secret=name, reason=status)
+        self.update_route_state(now)
+
+    def update_route_state(self, now: datetime.datetime) -> None:
+        assert self.runtime is not None
+        ready = {
+            route.name: bool(self.runtime.secrets.usable(route.secrets, now)) for route in self.runtime.config.routes
+        }
+        if ready == self.route_state:
+            return
+        for route, is_ready in ready.items():
+            if self.route_state.get(route, True) != is_ready:
+                if is_ready:
+                    log_event("route_ready", route=route)
+                else:
+                    log_event("route_degraded", logging.ERROR, route=route, reason="no usable secret: fails closed")
+        self.route_state = ready
+        self.metrics.show_routes(ready)
+
+    # -- lifecycle and the admin listener ---------------------------------------
+
+    async def start_admin(self) -> None:
+        """Start the admin listener (idempotent); OSError when its port is taken."""
+        assert self.runtime is not None
+        address = self.runtime.config.admin_listen
+        if self.admin is None and address is not None:
+            admin = AdminServer(self.readiness, self.metrics_exposition)
+            await admin.start(*address)
+            self.admin = admin
+            log_event("admin_listening", listen=f"{address[0]}:{address[1]}")
+
+    def start_reloader(self) -> None:
+        """Watch the config file and secrets, and take SIGHUP (idempotent)."""
+        if self.source is not None and self.reloader is None:
+            self.reloader = Reloader(self.source, self, self.baseline)
+            self.reloader.start()
+
+    async def running(self) -> None:
+        try:
+            await self.start_admin()
+        except OSError as error:
+            log_event("listen_failed", logging.ERROR, listener="admin", reason=str(error))
+        self.start_reloader()
+        if self.state == "starting":
+            self.state = "ready"
+
+    async def done(self) -> None:
+        if self.reloader is not None:
+            self.reloader.stop()
+            self.reloader = None
+        if self.admin is not None:
+            await self.admin.stop()
+            self.admin = None
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        degraded = sorted(route for route, ready in self.route_state.items() if not ready)
+        return self.state == "ready", {"status": self.state, "degraded_routes": degraded}
+
+    def metrics_exposition(self) -> tuple[bytes, str]:
+        if self.runtime is not None:
+            self.update_route_state(datetime.datetime.now(datetime.UTC))  # expiry is a matter of time
+        return self.metrics.exposition(), CONTENT_TYPE
 
     # -- the policy the layers ask -------------------------------------------
 
@@ -99,12 +217,15 @@ class Sigwarden:
             assert self.runtime is not None
             runtime = self.runtime
             request = flow.request
-            forged = decision.forged_headers(request.headers.keys(), runtime.verdict_names)
-            for name in forged:
+            for name in decision.forged_headers(request.headers.keys(), runtime.verdict_names):
                 request.headers.pop(name, None)
             request.authority = ""  # absolute-form targets are forwarded in origin form
             record = FlowRecord(runtime, runtime.match(request.path))
+            if record.route is not None:
+                record.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
             flow.metadata[RECORD] = record
+            self.in_flight += 1
+            self.metrics.in_flight.inc()
         return record
 
     # -- hooks ----------------------------------------------------------------
@@ -120,6 +241,7 @@ class Sigwarden:
             self.refuse(flow, record, Outcome.NO_ROUTE)
         else:
             flow.request.stream = True
+            record.upstream_started = time.perf_counter()
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error:
@@ -143,8 +265,7 @@ class Sigwarden:
         if not decision.forwards(runtime.config, route, verdict.outcome):
             self.refuse(flow, record, verdict.outcome)
             return
-        record.request_id = flow.request.headers.get("X-Request-Id") or uuid.uuid4().hex
-        flow.request.headers["X-Request-Id"] = record.request_id
+        flow.request.headers["X-Request-Id"] = record.request_id or uuid.uuid4().hex
         if verdict.verified:
             record.key_id = verdict.key_id
             flow.request.headers[headers.verified] = "true"
@@ -155,11 +276,14 @@ class Sigwarden:
         record.upstream_started = time.perf_counter()
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None:
+            return
+        if self.state == "draining":
+            flow.response.headers["Connection"] = "close"  # keep-alive clients reconnect elsewhere
         record = flow.metadata.get(RECORD)
-        if record is not None and record.upstream_started is None and record.route is not None:
+        if record is not None and record.upstream_started is None:
             return  # our own answer, already complete
-        if flow.response is not None:
-            flow.response.stream = True
+        flow.response.stream = True
 
     def response(self, flow: http.HTTPFlow) -> None:
         self.finish(flow)
@@ -171,32 +295,49 @@ class Sigwarden:
 
     def refuse(self, flow: http.HTTPFlow, record: FlowRecord, outcome: Outcome) -> None:
         flow.metadata[layers.OUTCOME] = outcome
-        flow.response = json_response(outcome, flow.request.headers.get("X-Request-Id"))
+        flow.response = json_response(outcome, record.request_id)
 
     def finish(self, flow: http.HTTPFlow) -> None:
+        """Once per flow: count it, and log it (protected requests at info, the rest at debug)."""
         record = flow.metadata.get(RECORD)
         if record is None or record.finished:
             return
         record.finished = True
+        self.in_flight -= 1
+        self.metrics.in_flight.dec()
         outcome = (
             flow.metadata.get(layers.OUTCOME) or record.verdict or (Outcome.PASSED if record.route is None else None)
         )
         if outcome is None:
             return  # a client that went away before anything was decided
-        status = flow.response.status_code if flow.response else (outcome.status if outcome.is_refusal else None)
-        forwarded = record.upstream_started is not None or record.route is None
-        fields = {
-            "route": record.route.name if record.route else "unmatched",
-            "outcome": outcome.code,
-            "key_id": record.key_id,
-            "method": flow.request.method,
-            "path": flow.request.path.split("?", 1)[0],
-            "client": flow.client_conn.peername[0] if flow.client_conn.peername else None,
-            "status": status,
-            "upstream_status": flow.response.status_code if flow.response and forwarded else None,
-            "duration_ms": round((time.perf_counter() - record.started) * 1000, 3),
-            "body_bytes": len(flow.request.raw_content) if flow.request.raw_content is not None else None,
-            "request_id": record.request_id,
-        }
+        route_name = record.route.name if record.route else UNMATCHED_ROUTE
+        forwarded = record.upstream_started is not None
+        upstream_status = flow.response.status_code if flow.response is not None and forwarded else None
+        if upstream_status is not None and layers.OUTCOME in flow.metadata:
+            upstream_status = None  # our 502/504 in place of an answer
+        self.metrics.count_request(route_name, outcome)
+        if record.verify_seconds is not None:
+            self.metrics.verify_duration.observe(record.verify_seconds)
+        if forwarded and record.upstream_started is not None:
+            self.metrics.observe_upstream(route_name, upstream_status, time.perf_counter() - record.upstream_started)
         level = logging.DEBUG if record.route is None else logging.INFO
-        log_event("request", level, **fields)
+        if not logger.isEnabledFor(level):
+            return
+        config = record.runtime.config
+        peer = flow.client_conn.peername[0] if flow.client_conn.peername else None
+        status = flow.response.status_code if flow.response else (outcome.status if outcome.is_refusal else None)
+        log_event(
+            "request",
+            level,
+            route=route_name,
+            outcome=outcome.code,
+            key_id=record.key_id,
+            method=flow.request.method,
+            path=flow.request.path.split("?", 1)[0],
+            client=client_address(peer, flow.request.headers.get_all("X-Forwarded-For"), config.trusted_proxies),
+            status=status,
+            upstream_status=upstream_status,
+            duration_ms=round((time.perf_counter() - record.started) * 1000, 3),
+            body_bytes=len(flow.request.raw_content) if flow.request.raw_content is not None else None,
+            request_id=record.request_id,
+        )

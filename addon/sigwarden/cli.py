@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import datetime
 import http.client
 import os
@@ -12,7 +11,8 @@ import sys
 from urllib.parse import urlsplit
 
 from . import __version__
-from .config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_address, parse_upstream
+from .config import DEFAULT_CONFIG_PATH, ConfigError, parse_address, parse_upstream
+from .reload import ConfigSource
 from .schemes import SCHEMES
 from .secrets import SecretStore
 from .sendcloud_events import EVENTS, event_body
@@ -30,41 +30,38 @@ def _mitmproxy_version() -> str:
     return version.VERSION
 
 
-def _load(args: argparse.Namespace) -> Config:
-    config = load_config(_config_path(args.config))
+def _source(args: argparse.Namespace) -> ConfigSource:
+    """The config file and the command-line overrides of it (kept by every reload)."""
     overrides: dict[str, object] = {}
     problems = []
-    for flag, key, parse in (
-        ("listen", "listen", parse_address),
-        ("upstream", "upstream", parse_upstream),
-        ("admin_listen", "admin_listen", parse_address),
-    ):
+    for flag, parse in (("listen", parse_address), ("upstream", parse_upstream), ("admin_listen", parse_address)):
         value = getattr(args, flag, None)
         if value is None:
             continue
         try:
-            overrides[key] = parse(value)
+            overrides[flag] = parse(value)
         except ValueError as error:
             problems.append(f"--{flag.replace('_', '-')}: {error}")
     if problems:
         raise ConfigError("command line", problems)
-    return dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
+    return ConfigSource(_config_path(args.config), overrides)
 
 
 def command_run(args: argparse.Namespace) -> int:
     try:
-        config = _load(args)
+        source = _source(args)
+        config, baseline = source.load_with_baseline()
     except ConfigError as error:
         print(f"sigwarden: invalid configuration\n{error}", file=sys.stderr)
         return EXIT_INVALID
     from .proxy import serve
 
-    return asyncio.run(serve(config))
+    return asyncio.run(serve(config, source, baseline))
 
 
 def command_check(args: argparse.Namespace) -> int:
     try:
-        config = _load(args)
+        config = _source(args).load()
     except ConfigError as error:
         print(f"sigwarden: invalid configuration\n{error}", file=sys.stderr)
         return EXIT_INVALID

@@ -481,18 +481,28 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     return config
 
 
-def load_config(path: str) -> Config:
-    """Read and validate the YAML file at `path`; ConfigError names the file, the key and the reason."""
+def read_config_text(path: str) -> str:
+    """The config file's text; ConfigError when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except OSError as error:
-        raise ConfigError(path, [f"(file): cannot read it: {error.strerror or error}"]) from None
+            return file.read()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ConfigError(path, [f"(file): cannot read it: {reason}"]) from None
+
+
+def parse_config_text(text: str, source: str) -> Config:
+    """Validate YAML text; ConfigError names the file, the key and the reason."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         reason = getattr(error, "problem", None) or str(error)
-        raise ConfigError(path, [f"{where}: invalid YAML: {reason}"]) from None
-    return parse_config(data, source=path)
+        raise ConfigError(source, [f"{where}: invalid YAML: {reason}"]) from None
+    return parse_config(data, source=source)
+
+
+def load_config(path: str) -> Config:
+    """Read and validate the YAML file at `path`; ConfigError names the file, the key and the reason."""
+    return parse_config_text(read_config_text(path), path)

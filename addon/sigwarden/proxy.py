@@ -1,4 +1,10 @@
-"""`sigwarden run`: a lean mitmproxy master with only the addons a sidecar needs (SPEC §7)."""
+"""`sigwarden run`: a lean mitmproxy master with only the addons a sidecar needs (SPEC §7), and its lifecycle.
+
+Start: admin listener (readiness 503), proxy listener, then ready.
+SIGTERM: readiness 503 at once; keep accepting for `drain_delay`; close the
+listener; let requests in flight finish for up to `shutdown_grace`; exit 0.
+Plain mitmdump drops requests in flight instead.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import asyncio
 import logging
 import signal
 import tempfile
+import time
 
 from mitmproxy import master, options
 from mitmproxy.addons import core, proxyserver, tlsconfig
@@ -14,6 +21,9 @@ from . import layers
 from .addon import Sigwarden
 from .config import Config
 from .logs import configure_logging, log_event
+from .reload import Baseline, ConfigSource
+
+_DRAIN_POLL = 0.05
 
 
 def proxy_options(config: Config, confdir: str) -> dict[str, object]:
@@ -42,31 +52,63 @@ class SigwardenMaster(master.Master):
         self.options.update(**{key: value for key, value in wanted.items() if key in self.options})
 
 
-async def serve(config: Config) -> int:
-    """Run until SIGTERM or SIGINT; 0 after a clean shutdown, 1 when the listener cannot start."""
+def _address(address: tuple[str, int]) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+async def drain(addon: Sigwarden, servers: proxyserver.Servers, config: Config) -> None:
+    """Stop taking work without dropping any: the order of SPEC §5."""
+    addon.state = "draining"
+    log_event("draining", drain_delay=config.drain_delay, shutdown_grace=config.shutdown_grace)
+    await asyncio.sleep(config.drain_delay)
+    await servers.update([])  # closes the listener; connections already open carry on
+    deadline = time.monotonic() + config.shutdown_grace
+    while addon.in_flight > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(_DRAIN_POLL)
+    if addon.in_flight > 0:
+        log_event("shutdown_grace_exceeded", logging.WARNING, in_flight=addon.in_flight)
+
+
+async def serve(config: Config, source: ConfigSource | None = None, baseline: Baseline | None = None) -> int:
+    """Run until SIGTERM or SIGINT; 0 after a clean shutdown, 1 when a listener cannot start."""
     configure_logging(config.log_format, config.log_level)
-    addon = Sigwarden()
+    addon = Sigwarden(source=source, baseline=baseline)
     addon.install(config)
+    addon.start_reloader()  # from the first moment: SIGHUP must never kill a starting process
     proxy_master = SigwardenMaster(config, addon)
     servers = proxy_master.addons.get("proxyserver")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    signals_seen: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        signals_seen.append(signum)
+        if len(signals_seen) > 1:
+            log_event("stopping_now", logging.WARNING, signal=signal.Signals(signum).name)
+            raise SystemExit(0)  # a second signal: no more patience
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await addon.start_admin()
+    except OSError as error:
+        log_event("listen_failed", logging.ERROR, listener="admin", listen=_address(config.admin_listen or ("", 0)),
+                  reason=str(error))  # fmt: skip
+        return 1
     if not await servers.setup_servers():
         problems = [str(server.last_exception) for server in servers.servers if server.last_exception]
-        log_event(
-            "listen_failed", logging.ERROR, listen=f"{config.listen[0]}:{config.listen[1]}", reason="; ".join(problems)
-        )
+        log_event("listen_failed", logging.ERROR, listener="proxy", listen=_address(config.listen),
+                  reason="; ".join(problems))  # fmt: skip
+        await addon.done()
         return 1
     await proxy_master.running()
-    log_event(
-        "started", listen=f"{config.listen[0]}:{config.listen[1]}", routes=[route.name for route in config.routes]
-    )
+    log_event("started", listen=_address(config.listen), upstream=config.upstream,
+              routes=[route.name for route in config.routes])  # fmt: skip
     try:
         await stop.wait()
-        log_event("stopping")
-        await servers.servers.update([])
+        current = addon.runtime.config if addon.runtime else config
+        await drain(addon, servers.servers, current)
     finally:
         await proxy_master.done()
         proxy_master.confdir.cleanup()

@@ -32,7 +32,7 @@ class LoadedSecret:
         return "ok"
 
 
-def _file_stamp(path: str) -> tuple[int, int, int, int] | None:
+def file_stamp(path: str) -> tuple[int, int, int, int] | None:
     try:
         info = os.stat(path)
     except OSError:
@@ -52,7 +52,7 @@ def load_secret(spec: SecretSpec, environ: Mapping[str, str] = os.environ) -> Lo
         raw = text.encode()
         stamp = None
     else:
-        stamp = _file_stamp(spec.location)
+        stamp = file_stamp(spec.location)
         try:
             with open(spec.location, "rb") as file:
                 raw = file.read()
@@ -73,14 +73,14 @@ class SecretStore:
         self.environ = environ
         self.secrets: dict[str, LoadedSecret] = {name: load_secret(spec, environ) for name, spec in specs.items()}
 
-    def refresh(self) -> list[str]:
-        """Re-read the files whose stat changed (or that were unreadable); the names that changed."""
+    def refresh(self, force: bool = False) -> list[str]:
+        """Re-read the files whose stat changed or that were unreadable (all with `force`); the names that changed."""
         changed = []
         for name, loaded in list(self.secrets.items()):
             if loaded.spec.source != "file":
                 continue
-            stamp = _file_stamp(loaded.spec.location)
-            if stamp is not None and stamp == loaded.stamp and loaded.value is not None:
+            stamp = file_stamp(loaded.spec.location)
+            if not force and stamp is not None and stamp == loaded.stamp and loaded.value is not None:
                 continue
             fresh = load_secret(loaded.spec, self.environ)
             if fresh.value != loaded.value or fresh.problem != loaded.problem:
