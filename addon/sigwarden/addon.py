@@ -143,6 +143,8 @@ class Sigwarden:
         if not decision.forwards(runtime.config, route, verdict.outcome):
             self.refuse(flow, record, verdict.outcome)
             return
+        for name in decision.forged_headers(list(flow.request.headers.keys()), verdict.remove_headers):
+            flow.request.headers.pop(name, None)  # the route's credential: the upstream never sees it
         record.request_id = flow.request.headers.get("X-Request-Id") or uuid.uuid4().hex
         flow.request.headers["X-Request-Id"] = record.request_id
         if verdict.verified:
