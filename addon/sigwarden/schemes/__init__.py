@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from .base import HeaderLookup, OptionError, PlainHeaders, Scheme, SignedRequest, Verdict
 from .sendcloud import SendcloudScheme
+from .token import TokenScheme
 
 SCHEMES: dict[str, Scheme] = {
     scheme.name: scheme
     for scheme in (
         SendcloudScheme(),
+        TokenScheme(),
     )
 }
 
