@@ -6,6 +6,8 @@ A new scheme is one module implementing `Scheme` (base.py) and one line here.
 from __future__ import annotations
 
 from .base import HeaderLookup, OptionError, PlainHeaders, Scheme, SignedRequest, Verdict
+from .generic_hmac import HmacScheme
+from .presets import GITHUB, SHOPIFY, STANDARD_WEBHOOKS, STRIPE
 from .sendcloud import SendcloudScheme
 from .token import TokenScheme
 
@@ -14,6 +16,11 @@ SCHEMES: dict[str, Scheme] = {
     for scheme in (
         SendcloudScheme(),
         TokenScheme(),
+        HmacScheme("hmac"),
+        GITHUB,
+        STRIPE,
+        SHOPIFY,
+        STANDARD_WEBHOOKS,
     )
 }
 
