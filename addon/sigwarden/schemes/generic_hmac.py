@@ -34,6 +34,7 @@ OPTION_KEYS = (
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _TIMESTAMP = re.compile(r"^[0-9]{1,15}$")
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 # A part of the signed content: ("text", literal), ("body", ""), ("timestamp", ""), ("header", name).
@@ -101,15 +102,16 @@ def _encode(digest: bytes, encoding: str) -> str:
 
 
 def _decode(text: str, encoding: str, size: int) -> bytes | None:
+    """The digest a signature text stands for, or None unless it is exactly one well-formed digest."""
     text = text.strip()
+    if encoding == "hex":
+        return bytes.fromhex(text) if len(text) == 2 * size and _HEX.match(text) else None
     try:
-        if encoding == "hex":
-            decoded = bytes.fromhex(text) if len(text) == 2 * size else b""
-        else:
-            decoded = base64.b64decode(text, validate=True)
+        decoded = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return None
-    return decoded if len(decoded) == size else None
+    # Only the canonical form: one digest has one spelling (unused trailing bits must be zero).
+    return decoded if len(decoded) == size and base64.b64encode(decoded).decode() == text else None
 
 
 class HmacScheme:
