@@ -265,6 +265,8 @@ class Sigwarden:
         if not decision.forwards(runtime.config, route, verdict.outcome):
             self.refuse(flow, record, verdict.outcome)
             return
+        for name in decision.forged_headers(list(flow.request.headers.keys()), verdict.remove_headers):
+            flow.request.headers.pop(name, None)  # the route's credential: the upstream never sees it
         flow.request.headers["X-Request-Id"] = record.request_id or uuid.uuid4().hex
         if verdict.verified:
             record.key_id = verdict.key_id

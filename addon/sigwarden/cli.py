@@ -8,7 +8,11 @@ import datetime
 import http.client
 import os
 import sys
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
+
+import yaml
 
 from . import __version__
 from .config import DEFAULT_CONFIG_PATH, ConfigError, parse_address, parse_upstream
@@ -120,10 +124,45 @@ def _read_body(path: str | None) -> bytes:
         raise SystemExit(f"sigwarden: cannot read {path}: {error.strerror}") from None
 
 
-def command_sign(args: argparse.Namespace) -> int:
+def _option_value(text: str) -> Any:
+    """A `--option` value as YAML would read it when that is a boolean or a number, else the text itself."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, bool | int | float) else text
+
+
+def _scheme_options(args: argparse.Namespace) -> Mapping[str, Any]:
+    """The scheme's options from `--option KEY=VALUE`, validated as a route's would be."""
+    scheme = SCHEMES[args.scheme]
+    given: dict[str, Any] = {}
+    for item in args.option or []:
+        key, equals, text = item.partition("=")
+        if not equals or key not in scheme.option_keys:
+            known = ", ".join(scheme.option_keys) or "none"
+            raise SystemExit(
+                f"sigwarden: --option {item!r}: expected KEY=VALUE with a key of scheme {scheme.name} ({known})"
+            )
+        given[key] = _option_value(text)
+    try:
+        return scheme.parse_options(given)
+    except ValueError as error:
+        raise SystemExit(f"sigwarden: --option: {error}") from None
+
+
+def _signature_headers(args: argparse.Namespace, body: bytes) -> dict[str, str]:
+    options = _scheme_options(args)
     secret = _secret(args)
+    try:
+        return SCHEMES[args.scheme].sign(body, secret, options)
+    except ValueError as error:
+        raise SystemExit(f"sigwarden: {error}") from None
+
+
+def command_sign(args: argparse.Namespace) -> int:
     body = _read_body(args.body_file)
-    headers = SCHEMES[args.scheme].sign(body, secret, {})
+    headers = _signature_headers(args, body)
     if len(headers) == 1:
         print(next(iter(headers.values())))
     else:
@@ -133,10 +172,9 @@ def command_sign(args: argparse.Namespace) -> int:
 
 
 def command_send(args: argparse.Namespace) -> int:
-    secret = _secret(args)
     body = _read_body(args.body) if args.body else event_body(args.event)
     headers = {"Content-Type": "application/json", "User-Agent": f"sigwarden-send/{__version__}"}
-    headers.update(SCHEMES[args.scheme].sign(body, secret, {}))
+    headers.update(_signature_headers(args, body))
     parts = urlsplit(args.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SystemExit(f"sigwarden: expected an http:// or https:// URL, got {args.url!r}")
@@ -179,14 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=command_check)
 
     for name, handler, helptext in (
-        ("sign", command_sign, "print the signature of a body (file or stdin)"),
-        ("send", command_send, "send a realistic signed Sendcloud webhook"),
+        ("sign", command_sign, "print the signature of a body (file or stdin); header lines when several"),
+        ("send", command_send, "send a realistic signed Sendcloud webhook (or --body) with any scheme"),
     ):
         sub = commands.add_parser(name, help=helptext)
         secret = sub.add_mutually_exclusive_group(required=True)
         secret.add_argument("--secret-env", metavar="VAR", help="read the secret from this environment variable")
         secret.add_argument("--secret-file", metavar="FILE", help="read the secret from this file")
         sub.add_argument("--scheme", default="sendcloud", choices=sorted(SCHEMES), help="signature scheme")
+        sub.add_argument(
+            "--option",
+            action="append",
+            metavar="KEY=VALUE",
+            help="a route option of the scheme, as in the config (repeatable), e.g. auth=basic or header=X-Signature",
+        )
         sub.set_defaults(handler=handler)
         if name == "sign":
             sub.add_argument("body_file", nargs="?", metavar="BODY_FILE", help="the body (default: stdin)")

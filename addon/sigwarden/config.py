@@ -286,7 +286,7 @@ def _parse_paths(problems: _Problems, key: str, value: Any) -> tuple[str, ...]:
 
 
 def _parse_route(problems: _Problems, index: int, raw: Any, secrets: Mapping[str, SecretSpec]) -> Route | None:
-    from .schemes import SCHEMES  # the registry imports config types
+    from .schemes import SCHEMES, OptionError  # the registry imports config types
 
     key = f"routes[{index}]"
     if not isinstance(raw, dict):
@@ -351,6 +351,9 @@ def _parse_route(problems: _Problems, index: int, raw: Any, secrets: Mapping[str
         given = {option: raw[option] for option in scheme.option_keys if option in raw}
         try:
             scheme_options = scheme.parse_options(given)
+        except OptionError as error:
+            for option, reason in error.problems:
+                problems.add(f"{key}.{option}", reason)
         except ValueError as error:
             problems.add(key, str(error))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Iterable, Sequence
 
@@ -40,11 +41,18 @@ def match_route(routes: Sequence[Route], target: str) -> Route | None:
 
 
 def verify(route: Route, secrets: SecretStore, request: SignedRequest, now: datetime.datetime) -> Verdict:
-    """The verdict of the route's scheme over the route's usable secrets; fails closed without one."""
+    """The verdict of the route's scheme over the route's usable secrets; fails closed without one.
+
+    Whatever the outcome, it names the headers the scheme keeps from the upstream (a credential).
+    """
+    scheme = SCHEMES[route.scheme]
     usable = secrets.usable(route.secrets, now)
-    if not usable:
-        return Verdict(Outcome.SECRET_UNAVAILABLE)
-    return SCHEMES[route.scheme].verify(request, usable, route.scheme_options)
+    if usable:
+        verdict = scheme.verify(request, usable, route.scheme_options, now)
+    else:
+        verdict = Verdict(Outcome.SECRET_UNAVAILABLE)
+    removed = frozenset(canonical_header_name(name) for name in scheme.removed_headers(route.scheme_options))
+    return dataclasses.replace(verdict, remove_headers=removed) if removed else verdict
 
 
 def forwards(config: Config, route: Route, outcome: Outcome) -> bool:

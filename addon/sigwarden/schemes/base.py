@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,14 +38,27 @@ class SignedRequest:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of verification and, when verified, the name of the secret that matched."""
+    """The outcome of verification and, when verified, the name of the secret that matched.
+
+    `remove_headers` holds the canonical names (lower case, `_` read as `-`) of the request
+    headers that must not reach the upstream, whatever the outcome: a route's credential.
+    """
 
     outcome: Outcome
     key_id: str | None = None
+    remove_headers: frozenset[str] = frozenset()
 
     @property
     def verified(self) -> bool:
         return self.outcome is Outcome.VERIFIED
+
+
+class OptionError(ValueError):
+    """Invalid route options of a scheme: every (option key, reason) found."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]]):
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{key}: {reason}" for key, reason in self.problems))
 
 
 class Scheme(Protocol):
@@ -54,15 +68,33 @@ class Scheme(Protocol):
     option_keys: tuple[str, ...]
 
     def parse_options(self, given: Mapping[str, Any]) -> Mapping[str, Any]:
-        """Validated route options of this scheme; ValueError with a precise message otherwise."""
+        """Validated route options of this scheme; OptionError naming each bad key otherwise."""
         ...
 
     def verify(
-        self, request: SignedRequest, secrets: Sequence[tuple[str, bytes]], options: Mapping[str, Any]
+        self,
+        request: SignedRequest,
+        secrets: Sequence[tuple[str, bytes]],
+        options: Mapping[str, Any],
+        now: datetime.datetime | None = None,
     ) -> Verdict:
-        """Check the request against each usable (name, secret); never raises for bad input."""
+        """Check the request against each usable (name, secret); never raises for bad input.
+
+        `now` is when the request was received (timestamp tolerance); the clock when None.
+        """
         ...
 
-    def sign(self, body: bytes, secret: bytes, options: Mapping[str, Any]) -> dict[str, str]:
-        """The headers a genuine sender would add to this body."""
+    def removed_headers(self, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """Request headers that never reach the upstream on this route (a credential)."""
         ...
+
+    def sign(
+        self, body: bytes, secret: bytes, options: Mapping[str, Any], now: datetime.datetime | None = None
+    ) -> dict[str, str]:
+        """The headers a genuine sender would add to this body; ValueError for an unusable secret."""
+        ...
+
+
+def epoch_seconds(now: datetime.datetime | None) -> float:
+    """Seconds since the epoch of `now`, or of the clock when None."""
+    return (now or datetime.datetime.now(datetime.UTC)).timestamp()

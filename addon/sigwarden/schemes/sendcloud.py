@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import re
@@ -28,7 +29,11 @@ class SendcloudScheme:
         return {}
 
     def verify(
-        self, request: SignedRequest, secrets: Sequence[tuple[str, bytes]], options: Mapping[str, Any]
+        self,
+        request: SignedRequest,
+        secrets: Sequence[tuple[str, bytes]],
+        options: Mapping[str, Any],
+        now: datetime.datetime | None = None,
     ) -> Verdict:
         values = request.headers.get_all(HEADER)
         if not values:
@@ -49,5 +54,10 @@ class SendcloudScheme:
             return Verdict(Outcome.INVALID_SIGNATURE)
         return Verdict(Outcome.VERIFIED, matched)
 
-    def sign(self, body: bytes, secret: bytes, options: Mapping[str, Any]) -> dict[str, str]:
+    def removed_headers(self, options: Mapping[str, Any]) -> tuple[str, ...]:
+        return ()
+
+    def sign(
+        self, body: bytes, secret: bytes, options: Mapping[str, Any], now: datetime.datetime | None = None
+    ) -> dict[str, str]:
         return {HEADER: signature(body, secret)}
