@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import time
@@ -12,7 +13,7 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer
 
-from . import decision, layers
+from . import decision, dedupe, layers, replay
 from .config import Config, ConfigError, Route, load_config
 from .logs import configure_logging, log_event
 from .outcomes import Outcome
@@ -36,6 +37,7 @@ class FlowRecord:
     verify_seconds: float | None = None
     upstream_started: float | None = None
     finished: bool = False
+    claim: dedupe.Claim | None = None  # a delivery in flight on a route with dedupe_window
 
 
 class Sigwarden:
@@ -43,6 +45,10 @@ class Sigwarden:
 
     def __init__(self, config: Config | None = None):
         self.runtime: Runtime | None = Runtime.from_config(config) if config else None
+        self.dedupe: dedupe.DedupeStore | None = None
+        self.closing: set[asyncio.Task] = set()
+        if config is not None:
+            self.keep_dedupe_store(config)
 
     # -- configuration -------------------------------------------------------
 
@@ -71,8 +77,26 @@ class Sigwarden:
             log_event("secret_unavailable", logging.ERROR, secret=name, reason=problem)
         for warning in config.warnings() + runtime.secrets.warnings():
             log_event("config_warning", logging.WARNING, message=warning)
+        self.keep_dedupe_store(config)
         self.runtime = runtime
         return runtime
+
+    def keep_dedupe_store(self, config: Config) -> None:
+        """One dedupe store for the process: kept across reloads while `dedupe_store` is unchanged."""
+        store = self.dedupe
+        if store is not None and store.url == config.dedupe_store:
+            if isinstance(store, dedupe.MemoryStore):
+                store.max_entries = config.dedupe_max_entries
+            return
+        on_error = store.on_error if store is not None else None
+        self.dedupe = dedupe.open_store(config.dedupe_store, config.dedupe_max_entries, on_error)
+        if store is not None:  # the old one is closed in the background; claims in flight just miss it
+            try:
+                task = asyncio.get_running_loop().create_task(store.close())
+            except RuntimeError:  # no event loop: the old store never served
+                return
+            self.closing.add(task)
+            task.add_done_callback(self.closing.discard)
 
     # -- the policy the layers ask -------------------------------------------
 
@@ -121,7 +145,7 @@ class Sigwarden:
         else:
             flow.request.stream = True
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error:
             return
         record = self.classify(flow)  # normally made in requestheaders; never skip verification
@@ -138,20 +162,23 @@ class Sigwarden:
             datetime.datetime.now(datetime.UTC),
         )
         record.verify_seconds = time.perf_counter() - started
-        record.verdict = verdict.outcome
+        outcome = verdict.outcome
+        if verdict.verified:
+            record.key_id = verdict.key_id
+            outcome = await self.replay_outcome(flow, record, route)
+        record.verdict = outcome
         headers = runtime.config.headers
-        if not decision.forwards(runtime.config, route, verdict.outcome):
-            self.refuse(flow, record, verdict.outcome)
+        if not decision.forwards(runtime.config, route, outcome):
+            self.refuse(flow, record, outcome)
             return
         record.request_id = flow.request.headers.get("X-Request-Id") or uuid.uuid4().hex
         flow.request.headers["X-Request-Id"] = record.request_id
-        if verdict.verified:
-            record.key_id = verdict.key_id
+        if outcome is Outcome.VERIFIED:
             flow.request.headers[headers.verified] = "true"
             flow.request.headers[headers.key_id] = verdict.key_id or ""
         else:
             flow.request.headers[headers.verified] = "false"
-            flow.request.headers[headers.error] = verdict.outcome.code
+            flow.request.headers[headers.error] = outcome.code
         record.upstream_started = time.perf_counter()
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -161,11 +188,51 @@ class Sigwarden:
         if flow.response is not None:
             flow.response.stream = True
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    async def response(self, flow: http.HTTPFlow) -> None:
+        await self.settle_delivery(flow)
         self.finish(flow)
 
-    def error(self, flow: http.HTTPFlow) -> None:
+    async def error(self, flow: http.HTTPFlow) -> None:
+        await self.settle_delivery(flow)
         self.finish(flow)
+
+    async def done(self) -> None:
+        if self.dedupe is not None:
+            await self.dedupe.close()
+
+    # -- replay and duplicates (SPEC §6) ---------------------------------------
+
+    async def replay_outcome(self, flow: http.HTTPFlow, record: FlowRecord, route: Route) -> Outcome:
+        """After a verified signature: the body's timestamp (max_age), then the dedupe claim (dedupe_window)."""
+        body = flow.request.raw_content or b""
+        now = time.time()
+        timestamp = None
+        if route.max_age is not None:
+            timestamp = replay.body_timestamp(body)
+            refusal = replay.timestamp_outcome(timestamp, route.max_age, now)
+            if refusal is not None:
+                return refusal
+        if route.dedupe_window is None or self.dedupe is None:
+            return Outcome.VERIFIED
+        limits = record.runtime.config.limits
+        # How long a claim may block an identical delivery: the longest the upstream may take, plus a margin.
+        hold = limits.upstream_connect_timeout + limits.upstream_timeout + 5.0
+        window = replay.remember_for(route.dedupe_window, route.max_age, timestamp, now)
+        claim = await self.dedupe.claim(replay.delivery_key(route.name, body), window, hold)
+        if claim is None:
+            return Outcome.DUPLICATE
+        record.claim = claim
+        return Outcome.VERIFIED
+
+    async def settle_delivery(self, flow: http.HTTPFlow) -> None:
+        """Remember a claimed delivery the upstream answered 2xx; release it on any failure."""
+        record = flow.metadata.get(RECORD)
+        if record is None or record.claim is None:
+            return
+        claim, record.claim = record.claim, None
+        response = flow.response
+        accepted = flow.error is None and response is not None and 200 <= response.status_code < 300
+        await claim.settle(accepted)
 
     # -- acting on decisions --------------------------------------------------
 
