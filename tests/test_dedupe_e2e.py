@@ -315,9 +315,10 @@ def test_redis_key_expires_with_the_route_window(module_redis, tmp_path, scripte
     try:
         body = delivery()
         assert post(sigwarden, "/webhooks/dedupe", body)[0] == 200
+        # Settled just after the streamed answer has gone out: until then the key holds the pending claim.
+        wait_until(lambda: module_redis.command("GET", redis_key("dedupe", body)).endswith(b"accepted\r\n"), 5)
         ttl_ms = int(module_redis.command("PTTL", redis_key("dedupe", body))[1:].strip())
         assert 12 * 3600 * 1000 - 60_000 < ttl_ms <= 12 * 3600 * 1000
-        assert module_redis.command("GET", redis_key("dedupe", body)).endswith(b"accepted\r\n")
         # A failed delivery leaves no key behind (released just after the streamed answer ends).
         scripted_upstream.statuses.extend([503])
         failed = delivery()
@@ -398,7 +399,9 @@ def test_redis_hung_deliveries_are_forwarded_within_the_bound(tmp_path, scripted
     redis = RedisServer(tmp_path / "redis").start()
     sigwarden = Sigwarden(tmp_path, dedupe_config(scripted_upstream.url, redis.url)).start()
     try:
-        assert post(sigwarden, "/webhooks/dedupe", delivery())[0] == 200  # connected while healthy
+        healthy = delivery()
+        assert post(sigwarden, "/webhooks/dedupe", healthy)[0] == 200  # connected while healthy
+        wait_until(lambda: redis.command("GET", redis_key("dedupe", healthy)).endswith(b"accepted\r\n"), 5)
         redis.pause()
         for _ in range(2):
             started = time.monotonic()
