@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import time
@@ -14,7 +15,7 @@ from mitmproxy import version as mitmproxy_version
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer
 
-from . import __version__, decision, layers
+from . import __version__, decision, dedupe, layers, replay
 from .admin import AdminServer
 from .config import Config, ConfigError, Route
 from .forwarded import client_address
@@ -44,6 +45,7 @@ class FlowRecord:
     verify_seconds: float | None = None
     upstream_started: float | None = None
     finished: bool = False
+    claim: dedupe.Claim | None = None  # a delivery in flight on a route with dedupe_window
 
 
 class Sigwarden:
@@ -61,6 +63,8 @@ class Sigwarden:
         self.admin: AdminServer | None = None
         self.reloader: Reloader | None = None
         self.route_state: dict[str, bool] = {}
+        self.dedupe: dedupe.DedupeStore | None = None
+        self.closing: set[asyncio.Task] = set()
         if config is not None:
             self.install(config)
 
@@ -95,6 +99,7 @@ class Sigwarden:
             log_event("secret_unavailable", logging.ERROR, secret=name, reason=problem)
         for warning in config.warnings() + runtime.secrets.warnings():
             log_event("config_warning", logging.WARNING, message=warning)
+        self.keep_dedupe_store(config)
         self.runtime = runtime
         self.metrics.show_secret_expiries(
             {spec.name: spec.expires for spec in config.secrets.values() if spec.expires is not None}
@@ -182,6 +187,8 @@ class Sigwarden:
         if self.admin is not None:
             await self.admin.stop()
             self.admin = None
+        if self.dedupe is not None:
+            await self.dedupe.close()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         degraded = sorted(route for route, ready in self.route_state.items() if not ready)
@@ -191,6 +198,25 @@ class Sigwarden:
         if self.runtime is not None:
             self.update_route_state(datetime.datetime.now(datetime.UTC))  # expiry is a matter of time
         return self.metrics.exposition(), CONTENT_TYPE
+
+    def dedupe_store_error(self, operation: str) -> None:
+        self.metrics.dedupe_store_errors.inc()
+
+    def keep_dedupe_store(self, config: Config) -> None:
+        """One dedupe store for the process: kept across reloads while `dedupe_store` is unchanged."""
+        store = self.dedupe
+        if store is not None and store.url == config.dedupe_store:
+            if isinstance(store, dedupe.MemoryStore):
+                store.max_entries = config.dedupe_max_entries
+            return
+        self.dedupe = dedupe.open_store(config.dedupe_store, config.dedupe_max_entries, self.dedupe_store_error)
+        if store is not None:  # the old one is closed in the background; claims in flight just miss it
+            try:
+                task = asyncio.get_running_loop().create_task(store.close())
+            except RuntimeError:  # no event loop: the old store never served
+                return
+            self.closing.add(task)
+            task.add_done_callback(self.closing.discard)
 
     # -- the policy the layers ask -------------------------------------------
 
@@ -243,7 +269,7 @@ class Sigwarden:
             flow.request.stream = True
             record.upstream_started = time.perf_counter()
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error:
             return
         record = self.classify(flow)  # normally made in requestheaders; never skip verification
@@ -260,21 +286,24 @@ class Sigwarden:
             datetime.datetime.now(datetime.UTC),
         )
         record.verify_seconds = time.perf_counter() - started
-        record.verdict = verdict.outcome
+        outcome = verdict.outcome
+        if verdict.verified:
+            record.key_id = verdict.key_id
+            outcome = await self.replay_outcome(flow, record, route)
+        record.verdict = outcome
         headers = runtime.config.headers
-        if not decision.forwards(runtime.config, route, verdict.outcome):
-            self.refuse(flow, record, verdict.outcome)
+        if not decision.forwards(runtime.config, route, outcome):
+            self.refuse(flow, record, outcome)
             return
         for name in decision.forged_headers(list(flow.request.headers.keys()), verdict.remove_headers):
             flow.request.headers.pop(name, None)  # the route's credential: the upstream never sees it
         flow.request.headers["X-Request-Id"] = record.request_id or uuid.uuid4().hex
-        if verdict.verified:
-            record.key_id = verdict.key_id
+        if outcome is Outcome.VERIFIED:
             flow.request.headers[headers.verified] = "true"
             flow.request.headers[headers.key_id] = verdict.key_id or ""
         else:
             flow.request.headers[headers.verified] = "false"
-            flow.request.headers[headers.error] = verdict.outcome.code
+            flow.request.headers[headers.error] = outcome.code
         record.upstream_started = time.perf_counter()
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -287,11 +316,47 @@ class Sigwarden:
             return  # our own answer, already complete
         flow.response.stream = True
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    async def response(self, flow: http.HTTPFlow) -> None:
+        await self.settle_delivery(flow)
         self.finish(flow)
 
-    def error(self, flow: http.HTTPFlow) -> None:
+    async def error(self, flow: http.HTTPFlow) -> None:
+        await self.settle_delivery(flow)
         self.finish(flow)
+
+    # -- replay and duplicates (SPEC §6) ---------------------------------------
+
+    async def replay_outcome(self, flow: http.HTTPFlow, record: FlowRecord, route: Route) -> Outcome:
+        """After a verified signature: the body's timestamp (max_age), then the dedupe claim (dedupe_window)."""
+        body = flow.request.raw_content or b""
+        now = time.time()
+        timestamp = None
+        if route.max_age is not None:
+            timestamp = replay.body_timestamp(body)
+            refusal = replay.timestamp_outcome(timestamp, route.max_age, now)
+            if refusal is not None:
+                return refusal
+        if route.dedupe_window is None or self.dedupe is None:
+            return Outcome.VERIFIED
+        limits = record.runtime.config.limits
+        # How long a claim may block an identical delivery: the longest the upstream may take, plus a margin.
+        hold = limits.upstream_connect_timeout + limits.upstream_timeout + 5.0
+        window = replay.remember_for(route.dedupe_window, route.max_age, timestamp, now)
+        claim = await self.dedupe.claim(replay.delivery_key(route.name, body), window, hold)
+        if claim is None:
+            return Outcome.DUPLICATE
+        record.claim = claim
+        return Outcome.VERIFIED
+
+    async def settle_delivery(self, flow: http.HTTPFlow) -> None:
+        """Remember a claimed delivery the upstream answered 2xx; release it on any failure."""
+        record = flow.metadata.get(RECORD)
+        if record is None or record.claim is None:
+            return
+        claim, record.claim = record.claim, None
+        response = flow.response
+        accepted = flow.error is None and response is not None and 200 <= response.status_code < 300
+        await claim.settle(accepted)
 
     # -- acting on decisions --------------------------------------------------
 

@@ -390,6 +390,14 @@ def _parse_limits(problems: _Problems, raw: Any) -> Limits:
     return Limits(**values)
 
 
+def _redis_installed() -> bool:
+    try:
+        import redis.asyncio  # noqa: F401 - only whether it imports
+    except ImportError:
+        return False
+    return True
+
+
 def _parse_dedupe_store(value: Any) -> str:
     if value == "memory":
         return value
@@ -397,6 +405,8 @@ def _parse_dedupe_store(value: Any) -> str:
         parts = urlsplit(value)
         if parts.scheme != "unix" and not parts.hostname:
             raise ValueError(f"expected redis://host:6379/0, got {value!r}")
+        if not _redis_installed():
+            raise ValueError("a redis:// store needs the redis package: pip install 'sigwarden[redis]'")
         return value
     raise ValueError(f"expected memory or redis://host:6379/0, got {value!r}")
 
