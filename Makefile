@@ -25,7 +25,7 @@ lint: install
 	$(BIN)/ruff format --check addon tests
 	$(BIN)/mypy addon/sigwarden
 
-.PHONY: lint-deploy
+.PHONY: lint-deploy image-test
 
 # The Dockerfile (hadolint), config/ (yamllint) and the Kubernetes example (kustomize, then
 # kubernetes-validate --strict): offline, with the tools of the `deploy` extra in .venv.
@@ -35,6 +35,11 @@ $(BIN)/.deploy-installed: $(BIN)/.installed
 
 lint-deploy: $(BIN)/.deploy-installed
 	BIN=$(BIN) scripts/lint-deploy
+
+# Build the image with buildah on a debootstrapped Debian base and smoke-test it with podman
+# (root; installs buildah, podman, runc, debootstrap when missing).
+image-test:
+	scripts/image-test
 
 fmt: install
 	$(BIN)/ruff format addon tests
