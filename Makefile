@@ -25,6 +25,22 @@ lint: install
 	$(BIN)/ruff format --check addon tests
 	$(BIN)/mypy addon/sigwarden
 
+.PHONY: lint-deploy image-test
+
+# The Dockerfile (hadolint), config/ (yamllint) and the Kubernetes example (kustomize, then
+# kubernetes-validate --strict): offline, with the tools of the `deploy` extra in .venv.
+$(BIN)/.deploy-installed: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[dev,deploy]'
+	@touch $@
+
+lint-deploy: $(BIN)/.deploy-installed
+	BIN=$(BIN) scripts/lint-deploy
+
+# Build the image with buildah on a debootstrapped Debian base and smoke-test it with podman
+# (root; installs buildah, podman, runc, debootstrap when missing).
+image-test:
+	scripts/image-test
+
 fmt: install
 	$(BIN)/ruff format addon tests
 	$(BIN)/ruff check --fix addon tests
