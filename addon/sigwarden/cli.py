@@ -16,10 +16,12 @@ import yaml
 
 from . import __version__
 from .config import DEFAULT_CONFIG_PATH, ConfigError, parse_address, parse_upstream
+from .dedupe import redact_url
 from .reload import ConfigSource
 from .schemes import SCHEMES
 from .secrets import SecretStore
 from .sendcloud_events import EVENTS, event_body
+from .units import format_size
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -86,15 +88,32 @@ def command_check(args: argparse.Namespace) -> int:
     for route in config.routes:
         where = list(route.paths) or ([f"{route.path_prefix}/…"] if route.path_prefix else ["any path"])
         query = " ".join(f"{name}={value}" for name, value in route.query)
+        replay = "".join(
+            f" {name}={_duration(value)}"
+            for name, value in (("dedupe_window", route.dedupe_window), ("max_age", route.max_age))
+            if value is not None
+        )
         print(
             f"  {route.name}: {', '.join(where)}{' ?' + query if query else ''} scheme={route.scheme} "
-            f"secrets=[{', '.join(route.secrets)}] max_body={route.max_body} mode={config.route_mode(route)}"
+            f"secrets=[{', '.join(route.secrets)}] max_body={format_size(route.max_body)} "
+            f"mode={config.route_mode(route)}{replay}"
+        )
+    if any(route.dedupe_window is not None for route in config.routes):
+        print(
+            f"dedupe store: {redact_url(config.dedupe_store)} (at most {config.dedupe_max_entries} entries in memory)"
         )
     for warning in config.warnings() + store.warnings():
         print(f"warning: {warning}", file=sys.stderr)
     for name, problem in problems.items():
         print(f"error: secrets.{name}: {problem}", file=sys.stderr)
     return EXIT_INVALID if problems else EXIT_OK
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def _secret(args: argparse.Namespace) -> bytes:

@@ -418,6 +418,19 @@ def _parse_network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         raise ValueError(f"expected a CIDR such as 10.0.0.0/8, got {value!r}") from None
 
 
+def _check_header_clashes(problems: _Problems, raw_routes: Any, headers: VerdictHeaders) -> None:
+    """A scheme reading one of the verdict headers could never verify: they are stripped on arrival."""
+    verdict = {name.lower().replace("_", "-") for name in headers.names()}
+    for index, raw in enumerate(raw_routes if isinstance(raw_routes, list) else []):
+        for option in ("header", "timestamp_header"):
+            value = raw.get(option) if isinstance(raw, dict) else None
+            if isinstance(value, str) and value.lower().replace("_", "-") in verdict:
+                problems.add(
+                    f"routes[{index}].{option}",
+                    f"{value!r} is one of sigwarden's verdict headers (see headers:), removed from every request",
+                )
+
+
 def parse_config(data: Any, source: str = "<config>") -> Config:
     """A validated Config from already-loaded YAML data; ConfigError lists every problem."""
     problems = _Problems()
@@ -489,6 +502,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         log_format=setting("log_format", _choice(("json", "text")), "json"),
         log_level=setting("log_level", _choice(_LOG_LEVELS), "info"),
     )
+    _check_header_clashes(problems, raw_routes, config.headers)
     if problems.items:
         raise ConfigError(source, problems.items)
     return config
