@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,14 +60,18 @@ class Route:
     dedupe_window: float | None = None
     max_age: float | None = None
 
-    def matches(self, normal_path: str, query_pairs: list[tuple[str, str]] | None) -> bool:
-        if self.paths and normal_path not in self.paths:
-            return False
-        if self.path_prefix is not None and not paths.under_prefix(normal_path, self.path_prefix):
+    def matches(self, normal_path: str, query_values: Mapping[str, Set[str]] | None) -> bool:
+        if not self.matches_path(normal_path):
             return False
         if self.query:
-            return paths.query_matches(query_pairs or [], self.query)
+            return paths.query_matches(query_values or {}, self.query)
         return True
+
+    def matches_path(self, normal_path: str) -> bool:
+        """The path part of `matches` (a route without path or path_prefix matches every path)."""
+        if self.paths and normal_path not in self.paths:
+            return False
+        return self.path_prefix is None or paths.under_prefix(normal_path, self.path_prefix)
 
 
 @dataclass(frozen=True)
