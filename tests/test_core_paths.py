@@ -381,8 +381,9 @@ def test_verdict_header_names_match_in_every_spelling():
         "X_WEBHOOK_VERIFIED",
         "x_webhook-Key_Id",
         "X-Webhook-Verify-Error",
+        "X.Webhook.Verified",  # lighttpd's CGI maps every non-alphanumeric character to '_'
         "Content-Type",
         "X-Webhook-Verifiedx",
         "Sendcloud-Signature",
     ]
-    assert decision.forged_headers(given, names) == given[:5]
+    assert decision.forged_headers(given, names) == given[:6]

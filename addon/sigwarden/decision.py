@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterable, Sequence
 
 from . import paths
@@ -11,10 +12,13 @@ from .outcomes import Outcome
 from .schemes import SCHEMES, SignedRequest, Verdict
 from .secrets import SecretStore
 
+_NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]")
+
 
 def canonical_header_name(name: str) -> str:
-    """How PHP and CGI see a header name: case and `_`/`-` do not matter."""
-    return name.lower().replace("_", "-")
+    """How PHP and CGI see a header name: case does not matter, and `_` (or any other
+    character than a letter or digit: lighttpd's CGI maps them all to `_`) reads as `-`."""
+    return _NOT_ALPHANUMERIC.sub("-", name.lower())
 
 
 def verdict_header_names(headers: VerdictHeaders) -> frozenset[str]:
