@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import re
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Collection, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -197,14 +197,25 @@ def parse_instant(value: Any) -> datetime.datetime:
         instant = value
     elif isinstance(value, str):
         try:
-            instant = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            instant = datetime.datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", value.strip()))
         except ValueError:
             raise ValueError(f"expected an RFC 3339 instant such as 2027-01-31T00:00:00Z, got {value!r}") from None
     else:
-        raise ValueError(f"expected an RFC 3339 instant such as 2027-01-31T00:00:00Z, got {value!r}")
+        raise ValueError(f"expected an RFC 3339 instant such as 2027-01-31T00:00:00Z, got {_shown(value)}")
     if instant.tzinfo is None:
-        raise ValueError(f"the instant needs a time zone (Z or +01:00), got {value!r}")
+        raise ValueError(f"the instant needs a time zone (Z or +01:00), got {_shown(value)}")
     return instant
+
+
+def _shown(value: Any) -> str:
+    """A config value as the operator wrote it (YAML turns unquoted dates into objects)."""
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
@@ -228,6 +239,12 @@ def _header_name(value: Any) -> str:
     return value
 
 
+def _optional_path(value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"expected the path of a PEM file, or null, got {_shown(value)}")
+    return value
+
+
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {value!r}")
@@ -240,6 +257,15 @@ def _mapping(problems: _Problems, key: str, value: Any) -> dict:
     if not isinstance(value, dict):
         problems.add(key, f"expected a mapping, got {type(value).__name__}")
         return {}
+    return value
+
+
+def _list(problems: _Problems, key: str, value: Any) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.add(key, f"expected a list, got {_shown(value)}")
+        return []
     return value
 
 
@@ -283,13 +309,16 @@ def _parse_paths(problems: _Problems, key: str, value: Any) -> tuple[str, ...]:
         if not isinstance(item, str) or not item.startswith("/"):
             problems.add(item_key, f"expected a path starting with '/', got {item!r}")
             continue
+        if "?" in item:
+            problems.add(item_key, f"a path has no query string; match it with query: {{name: value}}, got {item!r}")
+            continue
         normal.append(paths.normalise_path(item))
     if not normal and isinstance(value, list):
         problems.add(key, "expected at least one path")
     return tuple(normal)
 
 
-def _parse_route(problems: _Problems, index: int, raw: Any, secrets: Mapping[str, SecretSpec]) -> Route | None:
+def _parse_route(problems: _Problems, index: int, raw: Any, secrets: Collection[str] | None) -> Route | None:
     from .schemes import SCHEMES  # the registry imports config types
 
     key = f"routes[{index}]"
@@ -334,7 +363,7 @@ def _parse_route(problems: _Problems, index: int, raw: Any, secrets: Mapping[str
         problems.add(f"{key}.secrets", "expected a list of secret names (at least one)")
         route_secrets = []
     for secret_index, secret_name in enumerate(route_secrets):
-        if secret_name not in secrets:
+        if secrets is not None and secret_name not in secrets:
             defined = ", ".join(sorted(secrets)) or "none"
             problems.add(f"{key}.secrets[{secret_index}]", f"unknown secret {secret_name!r} (defined: {defined})")
 
@@ -420,13 +449,18 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         problems.add("upstream", "required: the application's URL, such as http://127.0.0.1:8000")
     upstream = problems.convert("upstream", data.get("upstream"), parse_upstream, "") if "upstream" in data else ""
     secrets = _parse_secrets(problems, data.get("secrets"))
+    # Routes may name a secret whose own definition is wrong: that is reported once, at the secret.
+    raw_secrets = data.get("secrets")
+    declared = {str(name) for name in raw_secrets or {}} if isinstance(raw_secrets, dict | None) else None
     raw_routes = data.get("routes")
     routes: list[Route] = []
-    if not isinstance(raw_routes, list) or not raw_routes:
+    if raw_routes is not None and not isinstance(raw_routes, list):
+        problems.add("routes", f"expected a list of routes, got {_shown(raw_routes)}")
+    elif not raw_routes:
         problems.add("routes", "required: a list with at least one route")
     else:
         for index, raw_route in enumerate(raw_routes):
-            route = _parse_route(problems, index, raw_route, secrets)
+            route = _parse_route(problems, index, raw_route, declared)
             if route is not None:
                 routes.append(route)
         names = [route.name for route in routes]
@@ -445,7 +479,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     _unknown_keys(problems, "upstream_tls.", tls_raw, {"verify", "ca_file"})
     tls = UpstreamTLS(
         verify=problems.convert("upstream_tls.verify", tls_raw.get("verify", True), _boolean, True),
-        ca_file=tls_raw.get("ca_file"),
+        ca_file=problems.convert("upstream_tls.ca_file", tls_raw.get("ca_file"), _optional_path, None),
     )
     admin_listen = None
     if data.get("admin_listen", "0.0.0.0:9090") is not None:
@@ -473,7 +507,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         trusted_proxies=tuple(
             problems.convert(f"trusted_proxies[{index}]", cidr, _parse_network, None)
             or ipaddress.ip_network("0.0.0.0/32")
-            for index, cidr in enumerate(data.get("trusted_proxies") or [])
+            for index, cidr in enumerate(_list(problems, "trusted_proxies", data.get("trusted_proxies")))
         ),
         drain_delay=setting("drain_delay", units.parse_duration, 0.0),
         shutdown_grace=setting("shutdown_grace", units.parse_duration, 10.0),
