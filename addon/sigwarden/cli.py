@@ -16,6 +16,7 @@ from .config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse
 from .schemes import SCHEMES
 from .secrets import SecretStore
 from .sendcloud_events import EVENTS, event_body
+from .units import format_size
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -87,7 +88,8 @@ def command_check(args: argparse.Namespace) -> int:
         query = " ".join(f"{name}={value}" for name, value in route.query)
         print(
             f"  {route.name}: {', '.join(where)}{' ?' + query if query else ''} scheme={route.scheme} "
-            f"secrets=[{', '.join(route.secrets)}] max_body={route.max_body} mode={config.route_mode(route)}"
+            f"secrets=[{', '.join(route.secrets)}] max_body={format_size(route.max_body)} "
+            f"mode={config.route_mode(route)}"
         )
     for warning in config.warnings() + store.warnings():
         print(f"warning: {warning}", file=sys.stderr)
