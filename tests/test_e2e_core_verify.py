@@ -13,7 +13,7 @@ import time
 import pytest
 
 from core_support import chunked, counted_connections, exchange, read_answer, readable, request_bytes
-from harness import OLD_SECRET, SECRET, sign, signed_headers
+from harness import OLD_SECRET, SECRET, sign, signed_headers, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -458,6 +458,11 @@ def test_an_unprotected_path_has_no_body_limit(shared):
         b"POST /shop HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: gzip\r\n\r\n",
         b"GET /shop HTTP/1.1\r\nHost: shop\r\nBad Header: x\r\n\r\n",
         b"POST webhooks/sendcloud HTTP/1.1\r\nHost: shop\r\nContent-Length: 0\r\n\r\n",
+        b"POST /webhooks/sendcloud HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /shop HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX",
+        # request trailers: mitmproxy 12.3.1 raises NotImplementedError and leaves the client hanging
+        b"POST /webhooks/sendcloud HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\n{}\r\n0\r\nX-Webhook-Verified: true\r\n\r\n",
     ],
 )
 def test_malformed_http_gets_a_json_400_and_reaches_nobody(shared, raw):
@@ -467,3 +472,16 @@ def test_malformed_http_gets_a_json_400_and_reaches_nobody(shared, raw):
     assert_refused(answer, 400, "bad_request", upstream)
     assert accepted == []
     assert b"<html" not in answer.raw.lower() and b"mitmproxy" not in answer.raw.lower()
+
+
+def test_request_trailers_on_an_unprotected_path_get_a_json_400_not_a_hang(shared):
+    sigwarden, upstream = shared
+    head = request_bytes("POST", "/shop", headers=[("Transfer-Encoding", "chunked")])
+    with counted_connections(upstream) as accepted, socket.create_connection(("127.0.0.1", sigwarden.port)) as sock:
+        sock.sendall(head + b"5\r\nhello\r\n")
+        wait_until(lambda: accepted)  # the streamed request has started upstream
+        sock.sendall(b"0\r\nX-Webhook-Verified: true\r\n\r\n")
+        answer = read_answer(sock, deadline=5)
+    assert answer.status == 400
+    assert answer.json()["error"] == "bad_request"
+    assert upstream.received == []  # the upstream saw an unfinished body, never a complete request
