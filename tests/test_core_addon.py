@@ -411,6 +411,17 @@ def test_a_routes_mode_overrides_the_global_one():
     assert flow.request.headers["X-Webhook-Verify-Error"] == "missing_signature"
 
 
+def test_a_route_in_report_mode_under_a_global_enforce_mode():
+    data = config_data()
+    data["routes"][1]["mode"] = "report"
+    addon = Sigwarden()
+    addon.install(parse_config(data))
+    flow = through_request(addon, make_flow("/index.php?route=sendcloud/webhook", headers={}))
+    assert flow.response is None
+    assert flow.request.headers["X-Webhook-Verified"] == "false"
+    assert error_of(through_request(addon, make_flow(headers={}))) == "missing_signature"
+
+
 def test_report_mode_forwards_a_route_without_a_usable_secret(tmp_path):
     data = config_data(
         mode="report", secrets={"sendcloud": {"file": str(tmp_path / "absent")}, "sendcloud-old": {"value": OLD_SECRET}}

@@ -153,6 +153,15 @@ def test_check_fails_for_an_unset_variable(tmp_path):
     assert "error: secrets.sendcloud-old: env $E2E_OLD_SECRET is empty" in result.stderr.decode()
 
 
+def test_check_fails_for_an_expired_secret(tmp_path):
+    config = base_config("http://127.0.0.1:8000")
+    config["secrets"]["sendcloud-old"]["expires"] = "2020-01-31T00:00:00Z"
+    result = sigwarden_command("check", "-c", str(write_config(tmp_path, config)))
+    assert result.returncode == 2
+    assert "error: secrets.sendcloud-old: expired" in result.stderr.decode()
+    assert "  sendcloud-old: env $E2E_OLD_SECRET, expires 2020-01-31T00:00:00+00:00: expired" in result.stdout.decode()
+
+
 def test_check_reads_sigwarden_config_when_no_file_is_given(tmp_path):
     path = write_config(tmp_path, base_config("http://127.0.0.1:8000"))
     result = sigwarden_command("check", env={"SIGWARDEN_CONFIG": str(path)})
