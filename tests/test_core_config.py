@@ -426,6 +426,11 @@ def test_describe_never_shows_an_inline_value():
             "config.yaml: routes[0].path_prefix: expected a path starting with '/', got 'hooks'",
         ),
         (with_route(query={"route": None}), "config.yaml: routes[0].query.route: expected a string, got None"),
+        (
+            with_route(path=..., path_prefix=["/a/", "/b/"]),
+            "config.yaml: routes[0].path_prefix: expected one path prefix (a route for each prefix), got a list",
+        ),
+        (with_route(path=..., query={}), "config.yaml: routes[0]: needs path, path_prefix or query"),
         (with_route(query=["route"]), "config.yaml: routes[0].query: expected a mapping, got list"),
         (
             with_route(scheme="github"),

@@ -344,9 +344,12 @@ def _parse_route(problems: _Problems, index: int, raw: Any, secrets: Collection[
     if "path" in raw:
         route_paths = _parse_paths(problems, f"{key}.path", raw["path"])
     elif "path_prefix" in raw:
-        prefixes = _parse_paths(problems, f"{key}.path_prefix", raw["path_prefix"])
-        prefix = prefixes[0] if prefixes else None
-    elif "query" not in raw:
+        if isinstance(raw["path_prefix"], list):
+            problems.add(f"{key}.path_prefix", "expected one path prefix (a route for each prefix), got a list")
+        else:
+            prefixes = _parse_paths(problems, f"{key}.path_prefix", raw["path_prefix"])
+            prefix = prefixes[0] if prefixes else None
+    elif not raw.get("query"):
         problems.add(key, "needs path, path_prefix or query")
 
     query: list[tuple[str, str]] = []
