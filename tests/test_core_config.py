@@ -355,6 +355,18 @@ def test_describe_never_shows_an_inline_value():
         ),
         (with_changes(headers=["X-A"]), "config.yaml: headers: expected a mapping, got list"),
         (
+            with_changes(headers={"key_id": "x_webhook_verified"}),
+            "config.yaml: headers.key_id: the same header as headers.verified; choose another name",
+        ),
+        (
+            with_changes(headers={"verified": "Content-Length"}),
+            "config.yaml: headers.verified: 'Content-Length' is needed by requests; choose another name",
+        ),
+        (
+            with_changes(headers={"error": "Sendcloud_Signature"}),
+            "config.yaml: headers.error: 'Sendcloud_Signature' is needed by requests; choose another name",
+        ),
+        (
             with_changes(dedupe_store="mysql://db"),
             "config.yaml: dedupe_store: expected memory or redis://host:6379/0, got 'mysql://db'",
         ),

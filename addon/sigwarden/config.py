@@ -423,6 +423,25 @@ def _parse_limits(problems: _Problems, raw: Any) -> Limits:
     return Limits(**values)
 
 
+# Headers that sigwarden must never strip from a request, as the verdict names are stripped.
+_RESERVED_HEADERS = {
+    "host", "content-length", "transfer-encoding", "connection", "te", "trailer", "upgrade", "expect",
+    "content-type", "content-encoding", "sendcloud-signature", "x-request-id", "authorization",
+}  # fmt: skip
+
+
+def _check_verdict_headers(problems: _Problems, headers: VerdictHeaders) -> None:
+    """The verdict names are stripped from every request: distinct, and none a header requests need."""
+    seen: dict[str, str] = {}
+    for key in ("verified", "key_id", "error"):
+        canonical = re.sub(r"[^a-z0-9]", "-", getattr(headers, key).lower())
+        if canonical in _RESERVED_HEADERS:
+            problems.add(f"headers.{key}", f"{getattr(headers, key)!r} is needed by requests; choose another name")
+        elif canonical in seen:
+            problems.add(f"headers.{key}", f"the same header as headers.{seen[canonical]}; choose another name")
+        seen.setdefault(canonical, key)
+
+
 def _parse_dedupe_store(value: Any) -> str:
     if value == "memory":
         return value
@@ -478,6 +497,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         for name in ("verified", "key_id", "error")
         if name in headers_raw
     }
+    _check_verdict_headers(problems, VerdictHeaders(**header_values))
     tls_raw = _mapping(problems, "upstream_tls", data.get("upstream_tls"))
     _unknown_keys(problems, "upstream_tls.", tls_raw, {"verify", "ca_file"})
     tls = UpstreamTLS(
