@@ -266,6 +266,14 @@ def test_a_refusal_reveals_neither_secret_nor_expected_signature():
     assert b"mitmproxy" not in answer.lower()
 
 
+def test_the_refusal_of_a_head_request_has_the_length_but_not_the_body():
+    addon = make_addon()
+    flow = through_request(addon, make_flow(method="HEAD", body=b"", headers={}))
+    assert flow.response.status_code == 401
+    assert flow.response.raw_content == b""
+    assert int(flow.response.headers["content-length"]) == len(Outcome.MISSING_SIGNATURE.error_body())
+
+
 def test_our_own_answer_is_not_streamed():
     addon = make_addon()
     flow = through_request(addon, make_flow(headers={}))

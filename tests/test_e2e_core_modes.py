@@ -6,6 +6,7 @@ One process per config, shared by the tests of that config.
 from __future__ import annotations
 
 import copy
+import http.client
 import json
 
 import pytest
@@ -252,3 +253,17 @@ def test_a_forged_request_is_refused_without_trying_the_upstream(no_upstream):
     )
     assert answer.status == 401
     assert answer.json()["error"] == "invalid_signature"
+
+
+def test_a_head_request_refused_with_no_route_gets_no_body(rejecting, fresh):
+    connection = http.client.HTTPConnection("127.0.0.1", rejecting.port, timeout=10)
+    try:
+        connection.request("HEAD", "/shop")
+        refused = connection.getresponse()
+        assert (refused.status, refused.read()) == (404, b"")
+        connection.request("GET", "/shop")
+        again = connection.getresponse()
+        assert again.status == 404
+        assert json.loads(again.read())["error"] == "no_route"
+    finally:
+        connection.close()

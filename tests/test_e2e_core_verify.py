@@ -6,6 +6,7 @@ Base config (harness.base_config): route `sendcloud` on /webhooks/sendcloud and 
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import time
@@ -485,3 +486,19 @@ def test_request_trailers_on_an_unprotected_path_get_a_json_400_not_a_hang(share
     assert answer.status == 400
     assert answer.json()["error"] == "bad_request"
     assert upstream.received == []  # the upstream saw an unfinished body, never a complete request
+
+
+def test_a_refused_head_request_gets_no_body_and_the_connection_stays_in_step(shared):
+    sigwarden, upstream = shared
+    connection = http.client.HTTPConnection("127.0.0.1", sigwarden.port, timeout=10)
+    try:
+        connection.request("HEAD", "/webhooks/sendcloud")
+        refused = connection.getresponse()
+        assert refused.status == 401
+        assert refused.read() == b""
+        assert int(refused.getheader("Content-Length")) > 0  # the length a GET would have had
+        connection.request("GET", "/shop")  # the same connection: nothing left over from the HEAD answer
+        passed = connection.getresponse()
+        assert (passed.status, passed.read()) == (200, upstream.reply)
+    finally:
+        connection.close()

@@ -171,7 +171,7 @@ class Sigwarden:
 
     def refuse(self, flow: http.HTTPFlow, record: FlowRecord, outcome: Outcome) -> None:
         flow.metadata[layers.OUTCOME] = outcome
-        flow.response = json_response(outcome, flow.request.headers.get("X-Request-Id"))
+        flow.response = json_response(outcome, flow.request.headers.get("X-Request-Id"), flow.request.method)
 
     def finish(self, flow: http.HTTPFlow) -> None:
         record = flow.metadata.get(RECORD)
