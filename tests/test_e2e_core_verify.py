@@ -502,3 +502,27 @@ def test_a_refused_head_request_gets_no_body_and_the_connection_stays_in_step(sh
         assert (passed.status, passed.read()) == (200, upstream.reply)
     finally:
         connection.close()
+
+
+def test_an_oversized_body_announced_with_expect_100_continue_gets_413_without_a_100(shared):
+    sigwarden, upstream = shared
+    headers = {"Expect": "100-continue", "Content-Length": str(10 * LIMIT), **signed_headers(BODY)}
+    answer = exchange(sigwarden.port, request_bytes("POST", "/webhooks/sendcloud", headers=headers))
+    assert not answer.raw.startswith(b"HTTP/1.1 100")
+    assert_refused(answer, 413, "body_too_large", upstream)
+
+
+def test_a_small_body_announced_with_expect_100_continue_is_verified(shared):
+    sigwarden, upstream = shared
+    headers = {"Expect": "100-continue", **signed_headers(BODY)}
+    with socket.create_connection(("127.0.0.1", sigwarden.port), timeout=10) as sock:
+        sock.sendall(
+            request_bytes("POST", "/webhooks/sendcloud", headers={**headers, "Content-Length": str(len(BODY))})
+        )
+        interim = b""
+        while b"\r\n\r\n" not in interim:  # the socket's timeout bounds the wait
+            interim += sock.recv(64)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(BODY)
+        assert read_answer(sock).status == 200
+    assert upstream.received[0].body == BODY
