@@ -521,7 +521,9 @@ def test_a_small_body_announced_with_expect_100_continue_is_verified(shared):
         )
         interim = b""
         while b"\r\n\r\n" not in interim:  # the socket's timeout bounds the wait
-            interim += sock.recv(64)
+            chunk = sock.recv(64)
+            assert chunk, f"closed after {interim!r}"
+            interim += chunk
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(BODY)
         assert read_answer(sock).status == 200
