@@ -594,3 +594,51 @@ def test_the_example_config_of_the_repository_is_valid():
     repository = Path(__file__).resolve().parent.parent
     config = load_config(str(repository / "config" / "example.yaml"))
     assert config.routes[0].paths == (paths.normalise_path("/webhooks/sendcloud"), "/index.php/webhooks/sendcloud")
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path):
+    # PyYAML would keep the second `routes:` and drop the first route: its path unprotected.
+    path = write(
+        tmp_path,
+        """\
+        upstream: http://127.0.0.1:8000
+        secrets:
+          sendcloud: {env: K}
+        routes:
+          - {name: sendcloud, path: /webhooks/sendcloud, secrets: [sendcloud]}
+        routes:
+          - {name: other, path: /webhooks/other, secrets: [sendcloud]}
+        """,
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.problems == ["line 6, column 1: invalid YAML: duplicate key 'routes' (first on line 4)"]
+
+
+def test_a_nested_key_given_twice_is_an_error(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        upstream: http://127.0.0.1:8000
+        secrets:
+          sendcloud: {env: K, env: L}
+        routes: [{name: s, path: /a, secrets: [sendcloud]}]
+        """,
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.problems == ["line 3, column 23: invalid YAML: duplicate key 'env' (first on line 3)"]
+
+
+def test_yaml_merge_keys_still_work_and_may_be_overridden(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        upstream: http://127.0.0.1:8000
+        secrets:
+          sendcloud: &source {env: K}
+          sendcloud-old: {<<: *source, env: OLD}
+        routes: [{name: s, path: /a, secrets: [sendcloud, sendcloud-old]}]
+        """,
+    )
+    assert load_config(path).secrets["sendcloud-old"].location == "OLD"

@@ -542,6 +542,26 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     return config
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word: a second `routes:` would drop the first's routes."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` keys are merged, and may be overridden, by the constructor below
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in first_lines:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {first_lines[key] + 1})", key_node.start_mark
+                    )
+                first_lines[key] = key_node.start_mark.line
+            except TypeError:  # an unhashable key: the constructor below says what is wrong
+                pass
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str) -> Config:
     """Read and validate the YAML file at `path`; ConfigError names the file, the key and the reason."""
     try:
@@ -550,7 +570,7 @@ def load_config(path: str) -> Config:
     except OSError as error:
         raise ConfigError(path, [f"(file): cannot read it: {error.strerror or error}"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
