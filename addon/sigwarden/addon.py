@@ -362,7 +362,7 @@ class Sigwarden:
 
     def refuse(self, flow: http.HTTPFlow, record: FlowRecord, outcome: Outcome) -> None:
         flow.metadata[layers.OUTCOME] = outcome
-        flow.response = json_response(outcome, record.request_id)
+        flow.response = json_response(outcome, record.request_id, flow.request.method)
 
     def finish(self, flow: http.HTTPFlow) -> None:
         """Once per flow: count it, and log it (protected requests at info, the rest at debug)."""

@@ -99,9 +99,8 @@ def command_check(args: argparse.Namespace) -> int:
             f"mode={config.route_mode(route)}{replay}"
         )
     if any(route.dedupe_window is not None for route in config.routes):
-        print(
-            f"dedupe store: {redact_url(config.dedupe_store)} (at most {config.dedupe_max_entries} entries in memory)"
-        )
+        bound = f", at most {config.dedupe_max_entries} entries" if config.dedupe_store == "memory" else ""
+        print(f"dedupe store: {redact_url(config.dedupe_store)}{bound}")
     for warning in config.warnings() + store.warnings():
         print(f"warning: {warning}", file=sys.stderr)
     for name, problem in problems.items():

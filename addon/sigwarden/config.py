@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,14 +60,18 @@ class Route:
     dedupe_window: float | None = None
     max_age: float | None = None
 
-    def matches(self, normal_path: str, query_pairs: list[tuple[str, str]] | None) -> bool:
-        if self.paths and normal_path not in self.paths:
-            return False
-        if self.path_prefix is not None and not paths.under_prefix(normal_path, self.path_prefix):
+    def matches(self, normal_path: str, query_values: Mapping[str, Set[str]] | None) -> bool:
+        if not self.matches_path(normal_path):
             return False
         if self.query:
-            return paths.query_matches(query_pairs or [], self.query)
+            return paths.query_matches(query_values or {}, self.query)
         return True
+
+    def matches_path(self, normal_path: str) -> bool:
+        """The path part of `matches` (a route without path or path_prefix matches every path)."""
+        if self.paths and normal_path not in self.paths:
+            return False
+        return self.path_prefix is None or paths.under_prefix(normal_path, self.path_prefix)
 
 
 @dataclass(frozen=True)
@@ -193,14 +197,25 @@ def parse_instant(value: Any) -> datetime.datetime:
         instant = value
     elif isinstance(value, str):
         try:
-            instant = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            instant = datetime.datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", value.strip()))
         except ValueError:
             raise ValueError(f"expected an RFC 3339 instant such as 2027-01-31T00:00:00Z, got {value!r}") from None
     else:
-        raise ValueError(f"expected an RFC 3339 instant such as 2027-01-31T00:00:00Z, got {value!r}")
+        raise ValueError(f"expected an RFC 3339 instant such as 2027-01-31T00:00:00Z, got {_shown(value)}")
     if instant.tzinfo is None:
-        raise ValueError(f"the instant needs a time zone (Z or +01:00), got {value!r}")
+        raise ValueError(f"the instant needs a time zone (Z or +01:00), got {_shown(value)}")
     return instant
+
+
+def _shown(value: Any) -> str:
+    """A config value as the operator wrote it (YAML turns unquoted dates into objects)."""
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
@@ -224,6 +239,12 @@ def _header_name(value: Any) -> str:
     return value
 
 
+def _optional_path(value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"expected the path of a PEM file, or null, got {_shown(value)}")
+    return value
+
+
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {value!r}")
@@ -236,6 +257,15 @@ def _mapping(problems: _Problems, key: str, value: Any) -> dict:
     if not isinstance(value, dict):
         problems.add(key, f"expected a mapping, got {type(value).__name__}")
         return {}
+    return value
+
+
+def _list(problems: _Problems, key: str, value: Any) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.add(key, f"expected a list, got {_shown(value)}")
+        return []
     return value
 
 
@@ -279,13 +309,16 @@ def _parse_paths(problems: _Problems, key: str, value: Any) -> tuple[str, ...]:
         if not isinstance(item, str) or not item.startswith("/"):
             problems.add(item_key, f"expected a path starting with '/', got {item!r}")
             continue
+        if "?" in item:
+            problems.add(item_key, f"a path has no query string; match it with query: {{name: value}}, got {item!r}")
+            continue
         normal.append(paths.normalise_path(item))
     if not normal and isinstance(value, list):
         problems.add(key, "expected at least one path")
     return tuple(normal)
 
 
-def _parse_route(problems: _Problems, index: int, raw: Any, secrets: Mapping[str, SecretSpec]) -> Route | None:
+def _parse_route(problems: _Problems, index: int, raw: Any, secrets: Collection[str] | None) -> Route | None:
     from .schemes import SCHEMES, OptionError  # the registry imports config types
 
     key = f"routes[{index}]"
@@ -311,9 +344,12 @@ def _parse_route(problems: _Problems, index: int, raw: Any, secrets: Mapping[str
     if "path" in raw:
         route_paths = _parse_paths(problems, f"{key}.path", raw["path"])
     elif "path_prefix" in raw:
-        prefixes = _parse_paths(problems, f"{key}.path_prefix", raw["path_prefix"])
-        prefix = prefixes[0] if prefixes else None
-    elif "query" not in raw:
+        if isinstance(raw["path_prefix"], list):
+            problems.add(f"{key}.path_prefix", "expected one path prefix (a route for each prefix), got a list")
+        else:
+            prefixes = _parse_paths(problems, f"{key}.path_prefix", raw["path_prefix"])
+            prefix = prefixes[0] if prefixes else None
+    elif not raw.get("query"):
         problems.add(key, "needs path, path_prefix or query")
 
     query: list[tuple[str, str]] = []
@@ -330,7 +366,7 @@ def _parse_route(problems: _Problems, index: int, raw: Any, secrets: Mapping[str
         problems.add(f"{key}.secrets", "expected a list of secret names (at least one)")
         route_secrets = []
     for secret_index, secret_name in enumerate(route_secrets):
-        if secret_name not in secrets:
+        if secrets is not None and secret_name not in secrets:
             defined = ", ".join(sorted(secrets)) or "none"
             problems.add(f"{key}.secrets[{secret_index}]", f"unknown secret {secret_name!r} (defined: {defined})")
 
@@ -398,6 +434,25 @@ def _redis_installed() -> bool:
     return True
 
 
+# Headers that sigwarden must never strip from a request, as the verdict names are stripped.
+_RESERVED_HEADERS = {
+    "host", "content-length", "transfer-encoding", "connection", "te", "trailer", "upgrade", "expect",
+    "content-type", "content-encoding", "sendcloud-signature", "x-request-id", "authorization",
+}  # fmt: skip
+
+
+def _check_verdict_headers(problems: _Problems, headers: VerdictHeaders) -> None:
+    """The verdict names are stripped from every request: distinct, and none a header requests need."""
+    seen: dict[str, str] = {}
+    for key in ("verified", "key_id", "error"):
+        canonical = canonical_header_name(getattr(headers, key))
+        if canonical in _RESERVED_HEADERS:
+            problems.add(f"headers.{key}", f"{getattr(headers, key)!r} is needed by requests; choose another name")
+        elif canonical in seen:
+            problems.add(f"headers.{key}", f"the same header as headers.{seen[canonical]}; choose another name")
+        seen.setdefault(canonical, key)
+
+
 def _parse_dedupe_store(value: Any) -> str:
     if value == "memory":
         return value
@@ -418,13 +473,22 @@ def _parse_network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         raise ValueError(f"expected a CIDR such as 10.0.0.0/8, got {value!r}") from None
 
 
+_NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]")
+
+
+def canonical_header_name(name: str) -> str:
+    """How PHP and CGI see a header name: case does not matter, and `_` (or any other
+    character than a letter or digit: lighttpd's CGI maps them all to `_`) reads as `-`."""
+    return _NOT_ALPHANUMERIC.sub("-", name.lower())
+
+
 def _check_header_clashes(problems: _Problems, raw_routes: Any, headers: VerdictHeaders) -> None:
     """A scheme reading one of the verdict headers could never verify: they are stripped on arrival."""
-    verdict = {name.lower().replace("_", "-") for name in headers.names()}
+    verdict = {canonical_header_name(name) for name in headers.names()}
     for index, raw in enumerate(raw_routes if isinstance(raw_routes, list) else []):
         for option in ("header", "timestamp_header"):
             value = raw.get(option) if isinstance(raw, dict) else None
-            if isinstance(value, str) and value.lower().replace("_", "-") in verdict:
+            if isinstance(value, str) and canonical_header_name(value) in verdict:
                 problems.add(
                     f"routes[{index}].{option}",
                     f"{value!r} is one of sigwarden's verdict headers (see headers:), removed from every request",
@@ -442,13 +506,18 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         problems.add("upstream", "required: the application's URL, such as http://127.0.0.1:8000")
     upstream = problems.convert("upstream", data.get("upstream"), parse_upstream, "") if "upstream" in data else ""
     secrets = _parse_secrets(problems, data.get("secrets"))
+    # Routes may name a secret whose own definition is wrong: that is reported once, at the secret.
+    raw_secrets = data.get("secrets")
+    declared = {str(name) for name in raw_secrets or {}} if isinstance(raw_secrets, dict | None) else None
     raw_routes = data.get("routes")
     routes: list[Route] = []
-    if not isinstance(raw_routes, list) or not raw_routes:
+    if raw_routes is not None and not isinstance(raw_routes, list):
+        problems.add("routes", f"expected a list of routes, got {_shown(raw_routes)}")
+    elif not raw_routes:
         problems.add("routes", "required: a list with at least one route")
     else:
         for index, raw_route in enumerate(raw_routes):
-            route = _parse_route(problems, index, raw_route, secrets)
+            route = _parse_route(problems, index, raw_route, declared)
             if route is not None:
                 routes.append(route)
         names = [route.name for route in routes]
@@ -463,11 +532,12 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         for name in ("verified", "key_id", "error")
         if name in headers_raw
     }
+    _check_verdict_headers(problems, VerdictHeaders(**header_values))
     tls_raw = _mapping(problems, "upstream_tls", data.get("upstream_tls"))
     _unknown_keys(problems, "upstream_tls.", tls_raw, {"verify", "ca_file"})
     tls = UpstreamTLS(
         verify=problems.convert("upstream_tls.verify", tls_raw.get("verify", True), _boolean, True),
-        ca_file=tls_raw.get("ca_file"),
+        ca_file=problems.convert("upstream_tls.ca_file", tls_raw.get("ca_file"), _optional_path, None),
     )
     admin_listen = None
     if data.get("admin_listen", "0.0.0.0:9090") is not None:
@@ -495,7 +565,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         trusted_proxies=tuple(
             problems.convert(f"trusted_proxies[{index}]", cidr, _parse_network, None)
             or ipaddress.ip_network("0.0.0.0/32")
-            for index, cidr in enumerate(data.get("trusted_proxies") or [])
+            for index, cidr in enumerate(_list(problems, "trusted_proxies", data.get("trusted_proxies")))
         ),
         drain_delay=setting("drain_delay", units.parse_duration, 0.0),
         shutdown_grace=setting("shutdown_grace", units.parse_duration, 10.0),
@@ -506,6 +576,26 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     if problems.items:
         raise ConfigError(source, problems.items)
     return config
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word: a second `routes:` would drop the first's routes."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` keys are merged, and may be overridden, by the constructor below
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in first_lines:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {first_lines[key] + 1})", key_node.start_mark
+                    )
+                first_lines[key] = key_node.start_mark.line
+            except TypeError:  # an unhashable key: the constructor below says what is wrong
+                pass
+        return super().construct_mapping(node, deep)
 
 
 def read_config_text(path: str) -> str:
@@ -521,7 +611,7 @@ def read_config_text(path: str) -> str:
 def parse_config_text(text: str, source: str) -> Config:
     """Validate YAML text; ConfigError names the file, the key and the reason."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"

@@ -7,15 +7,10 @@ import datetime
 from collections.abc import Iterable, Sequence
 
 from . import paths
-from .config import Config, Route, VerdictHeaders
+from .config import Config, Route, VerdictHeaders, canonical_header_name
 from .outcomes import Outcome
 from .schemes import SCHEMES, SignedRequest, Verdict
 from .secrets import SecretStore
-
-
-def canonical_header_name(name: str) -> str:
-    """How PHP and CGI see a header name: case and `_`/`-` do not matter."""
-    return name.lower().replace("_", "-")
 
 
 def verdict_header_names(headers: VerdictHeaders) -> frozenset[str]:
@@ -28,15 +23,27 @@ def forged_headers(names: Iterable[str], verdict_names: frozenset[str]) -> list[
 
 
 def match_route(routes: Sequence[Route], target: str) -> Route | None:
-    """The first route protecting this request target (path and query), or None."""
+    """The first route protecting this request target (path and query), or None.
+
+    A route protects the request when any normal form of its path matches (paths.normal_forms).
+    A target with more readings than can be checked is protected by the first route: fail closed.
+    """
     path, _, query = target.partition("?")
-    normal = paths.normalise_path(path)
-    pairs = None
-    for route in routes:
-        if route.query and pairs is None:
-            pairs = paths.split_query(query)
-        if route.matches(normal, pairs):
+    budget = paths.WorkBudget()
+    try:
+        forms = paths.normal_forms(path, budget)
+        pairs = None
+        for route in routes:
+            if not any(route.matches_path(form) for form in forms):
+                continue
+            if route.query:
+                if pairs is None:
+                    pairs = paths.split_query(query, budget)
+                if not paths.query_matches(pairs, route.query):
+                    continue
             return route
+    except paths.AmbiguousPath:
+        return routes[0] if routes else None
     return None
 
 

@@ -117,6 +117,35 @@ class GuardedHttp1Server(Http1Server):
                 )
             yield command
 
+    def read_body(self, event: events.Event) -> layer.CommandGenerator[None]:
+        """mitmproxy closes on a malformed body without answering, and hangs on request trailers: answer 400."""
+        held: commands.Command | None = None  # a close that an error may follow
+        try:
+            for command in super().read_body(event):
+                if held is not None:
+                    if isinstance(command, ReceiveHttp) and isinstance(command.event, RequestProtocolError):
+                        yield from self._refuse_body()
+                        return
+                    yield held
+                    held = None
+                if isinstance(command, commands.CloseConnection) and command.connection is self.conn:
+                    held = command
+                    continue
+                yield command
+        except NotImplementedError:  # "HTTP trailers are not implemented yet" (mitmproxy 12.3.1)
+            yield from self._refuse_body()
+            return
+        if held is not None:
+            yield held
+
+    def _refuse_body(self) -> layer.CommandGenerator[None]:
+        if not self.response and self.conn.state & self.conn.state.CAN_WRITE:
+            yield commands.SendData(self.conn, error_response_bytes(Outcome.BAD_REQUEST))
+        yield commands.CloseConnection(self.conn)
+        self.state = self.done
+        error = RequestProtocolError(self.stream_id or 0, Outcome.BAD_REQUEST.code, ErrorCode.GENERIC_CLIENT_ERROR)
+        yield ReceiveHttp(error)
+
     def _refuse_head(self, outcome: Outcome) -> layer.CommandGenerator[None]:
         self.buf = type(self.buf)()
         yield commands.SendData(self.conn, error_response_bytes(outcome))

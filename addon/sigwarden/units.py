@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE_UNITS = {"b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_NUMBER_WITH_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_NUMBER_WITH_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$", re.ASCII)
 
 
 def parse_size(value: object) -> int:
@@ -17,11 +18,14 @@ def parse_size(value: object) -> int:
         if value < 0:
             raise ValueError(f"a size cannot be negative, got {value}")
         return value
-    match = _NUMBER_WITH_UNIT.match(str(value))
+    match = _NUMBER_WITH_UNIT.match(value) if isinstance(value, str) else None
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _SIZE_UNITS and unit != "":
         raise ValueError(f"expected a size such as 512B, 64KiB or 1MiB, got {value!r}")
-    return int(float(match.group(1)) * _SIZE_UNITS.get(unit, 1))
+    size = float(match.group(1)) * _SIZE_UNITS.get(unit, 1)
+    if not size.is_integer():
+        raise ValueError(f"expected a whole number of bytes, got {value!r}")
+    return int(size)
 
 
 def parse_duration(value: object) -> float:
@@ -29,10 +33,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as 30s, got {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"a duration cannot be negative, got {value}")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"a duration must be a finite number of seconds, not negative, got {value}")
         return float(value)
-    match = _NUMBER_WITH_UNIT.match(str(value))
+    match = _NUMBER_WITH_UNIT.match(value) if isinstance(value, str) else None
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _DURATION_UNITS and unit != "":
         raise ValueError(f"expected a duration such as 30s, 5m, 12h or 1d, got {value!r}")
