@@ -446,7 +446,8 @@ def test_describe_never_shows_an_inline_value():
         (with_route(query=["route"]), "config.yaml: routes[0].query: expected a mapping, got list"),
         (
             with_route(scheme="gitlab"),
-            "config.yaml: routes[0].scheme: unknown scheme 'gitlab' (known: github, hmac, sendcloud, shopify, standard-webhooks, stripe, token)",
+            "config.yaml: routes[0].scheme: unknown scheme 'gitlab' "
+            "(known: github, hmac, sendcloud, shopify, standard-webhooks, stripe, token)",
         ),
         (
             with_route(secret=["sendcloud"]),
