@@ -311,8 +311,7 @@ def test_send_with_a_wrong_secret_prints_the_refusal_and_exits_1(shared):
     result = sigwarden_command("send", url, "--secret-env", "WRONG", env={"WRONG": "not-the-secret-at-all-0123"})
     assert result.returncode == 1
     assert result.stdout.decode() == (
-        "401 Unauthorized\n"
-        '{"error": "invalid_signature", "message": "The signature or credential does not match."}\n'
+        '401 Unauthorized\n{"error": "invalid_signature", "message": "The signature or credential does not match."}\n'
     )
     assert upstream.received == []
 
