@@ -461,3 +461,14 @@ def test_a_flow_keeps_the_config_it_started_with():
     addon.install(parse_config(config_data(mode="report")))
     run_hook(addon.request, flow)
     assert error_of(flow) == "missing_signature"
+
+
+def test_a_protected_body_streamed_by_another_addon_fails_closed():
+    addon = make_addon()
+    flow = make_flow(headers=signed())
+    addon.requestheaders(flow)
+    flow.request.stream = True  # another addon insisted after us: the body is never buffered
+    flow.request.data.content = None
+    run_hook(addon.request, flow)
+    assert error_of(flow) == "bad_request"
+    assert "X-Webhook-Verified" not in flow.request.headers

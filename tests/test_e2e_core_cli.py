@@ -414,3 +414,16 @@ def test_the_addon_loads_into_plain_mitmdump(tmp_path, upstream):
         process.terminate()
         output, _ = process.communicate(timeout=20)
     assert SECRET.encode() not in output
+
+
+def test_mitmdump_without_the_config_option_refuses_to_start():
+    mitmdump = Path(sys.executable).parent / "mitmdump"
+    script = REPO / "addon" / "sigwarden_addon.py"
+    done = subprocess.run(
+        [str(mitmdump), "-q", "-s", str(script), "--mode", f"reverse:http://127.0.0.1:9@127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode != 0
+    assert "sigwarden needs its config: --set sigwarden_config=FILE" in done.stdout + done.stderr

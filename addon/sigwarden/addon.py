@@ -172,6 +172,10 @@ class Sigwarden:
             self.reloader.start()
 
     async def running(self) -> None:
+        if self.runtime is None:  # loaded into mitmdump without its config: nothing could be verified
+            logger.error("sigwarden needs its config: --set sigwarden_config=FILE")
+            ctx.master.shutdown()
+            return
         try:
             await self.start_admin()
         except OSError as error:
@@ -276,13 +280,16 @@ class Sigwarden:
         if record.route is None:
             return
         runtime, route = record.runtime, record.route
+        if flow.request.raw_content is None:
+            # Streamed by someone else (another addon): there is no body to verify. Fail closed.
+            record.verdict = Outcome.BAD_REQUEST
+            self.refuse(flow, record, Outcome.BAD_REQUEST)
+            return
         started = time.perf_counter()
         verdict = decision.verify(
             route,
             runtime.secrets,
-            SignedRequest(
-                flow.request.method, flow.request.path, flow.request.headers, flow.request.raw_content or b""
-            ),
+            SignedRequest(flow.request.method, flow.request.path, flow.request.headers, flow.request.raw_content),
             datetime.datetime.now(datetime.UTC),
         )
         record.verify_seconds = time.perf_counter() - started
