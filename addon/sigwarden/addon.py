@@ -13,7 +13,7 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer
 
 from . import decision, layers
-from .config import Config, ConfigError, Route, load_config
+from .config import Config, ConfigError, Limits, Route, load_config
 from .logs import configure_logging, log_event
 from .outcomes import Outcome
 from .responses import json_response
@@ -80,9 +80,12 @@ class Sigwarden:
         if nextlayer.layer is None:
             nextlayer.layer = layers.reverse_proxy_layer(nextlayer.context, self)
 
-    def max_header_bytes(self) -> int:
+    def limits(self) -> Limits:
         assert self.runtime is not None
-        return self.runtime.config.limits.max_header_bytes
+        return self.runtime.config.limits
+
+    def connection_refused(self, outcome: Outcome, peer: str | None) -> None:
+        log_event("connection_refused", logging.INFO, outcome=outcome.code, client=peer)
 
     def body_limit_outcome(self, flow: http.HTTPFlow, size: int) -> Outcome | None:
         record = self.classify(flow)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 import signal
+import ssl
 import tempfile
 
 from mitmproxy import master, options
@@ -12,8 +15,21 @@ from mitmproxy.addons import core, proxyserver, tlsconfig
 
 from . import layers
 from .addon import Sigwarden
-from .config import Config
+from .config import Config, UpstreamTLS
 from .logs import configure_logging, log_event
+
+
+def upstream_trust(tls: UpstreamTLS) -> dict[str, str | None]:
+    """The CAs that verify an https upstream: `ca_file`, else the system's (`SSL_CERT_FILE` and
+    `SSL_CERT_DIR` honoured), else mitmproxy's default (certifi's bundle)."""
+    if tls.ca_file:
+        return {"ssl_verify_upstream_trusted_ca": tls.ca_file, "ssl_verify_upstream_trusted_confdir": None}
+    system = ssl.get_default_verify_paths()
+    if system.cafile:
+        return {"ssl_verify_upstream_trusted_ca": system.cafile, "ssl_verify_upstream_trusted_confdir": None}
+    if system.capath and os.path.isdir(system.capath):
+        return {"ssl_verify_upstream_trusted_ca": None, "ssl_verify_upstream_trusted_confdir": system.capath}
+    return {"ssl_verify_upstream_trusted_ca": None, "ssl_verify_upstream_trusted_confdir": None}
 
 
 def proxy_options(config: Config, confdir: str) -> dict[str, object]:
@@ -25,8 +41,10 @@ def proxy_options(config: Config, confdir: str) -> dict[str, object]:
         "keep_host_header": True,
         "confdir": confdir,  # mitmproxy writes its CA here: keep it off a read-only root
         "ssl_insecure": not config.upstream_tls.verify,
-        "ssl_verify_upstream_trusted_ca": config.upstream_tls.ca_file,
-        "tcp_timeout": max(1, int(config.limits.idle_timeout)),
+        **upstream_trust(config.upstream_tls),
+        # mitmproxy's inactivity watchdog closes connections that never send a byte; once one does,
+        # sigwarden's layers time it (and keep the watchdog off while they do, see layers.py).
+        "tcp_timeout": max(1, math.ceil(config.limits.header_timeout)),
         "http2": False,  # the listener speaks HTTP/1.1; upstreams get HTTP/1.1 too
         "server_replay_kill_extra": False,
     }
@@ -37,7 +55,14 @@ class SigwardenMaster(master.Master):
         super().__init__(options.Options(), with_termlog=False)
         self.sigwarden = addon
         self.confdir = tempfile.TemporaryDirectory(prefix="sigwarden-")
-        self.addons.add(core.Core(), proxyserver.Proxyserver(), layers.NextLayer(addon), tlsconfig.TlsConfig(), addon)
+        self.addons.add(
+            core.Core(),
+            proxyserver.Proxyserver(),
+            layers.NextLayer(addon),
+            layers.ConnectionCap(addon),
+            tlsconfig.TlsConfig(),
+            addon,
+        )
         wanted = proxy_options(config, self.confdir.name)
         self.options.update(**{key: value for key, value in wanted.items() if key in self.options})
 
