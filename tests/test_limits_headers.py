@@ -9,7 +9,14 @@ import time
 import pytest
 
 from harness import Upstream, sign, wait_until
-from limits_support import connect, json_error, read_until_closed, start_module_sigwarden, vm_rss_bytes
+from limits_support import (
+    connect,
+    json_error,
+    read_response,
+    read_until_closed,
+    start_module_sigwarden,
+    vm_rss_bytes,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -101,13 +108,12 @@ def test_head_just_under_the_limit_is_forwarded(sigwarden, upstream):
     head = b"GET /big-head HTTP/1.1\r\nHost: shop\r\nX-Pad: " + b"p" * pad + b"\r\n\r\n"
     sock = connect(sigwarden.port)
     sock.sendall(head)
-    answer, _, _ = read_until_closed(sock, deadline=3)  # keep-alive: the answer, then the connection stays open
+    status, _, _ = read_response(sock)
     sock.close()
-    assert answer.startswith(b"HTTP/1.1 200")
+    assert status == 200
     assert [received.path for received in upstream.received] == ["/big-head"]
 
 
-@pytest.mark.slow
 def test_51_mb_of_headers_keep_memory_flat_and_out_of_the_log(sigwarden, upstream):
     token = marker()
     rss_before = vm_rss_bytes(sigwarden.process.pid)
