@@ -209,27 +209,31 @@ class GuardedHttp1Server(Http1Server):
             if not _BLANK_LINE.search(bytes(self.buf), 0, limit + 3):
                 yield from self._refuse_head(Outcome.HEADERS_TOO_LARGE)
                 return
-        refused = False
-        for command in super().read_headers(event):
+        produced = super().read_headers(event)
+        for command in produced:
             if isinstance(command, commands.SendData):
-                # mitmproxy's only write here is its HTML 400 page for an unparsable head.
-                refused = True
+                # mitmproxy's only write here is its HTML 400 page for an unparsable head; it closes next.
+                rest = list(produced)
+                if not any(isinstance(later, ReceiveHttp) for later in rest):
+                    self.policy.connection_refused(Outcome.BAD_REQUEST, _peer(self.conn))  # no flow was made
                 yield from self._answer_and_linger(Outcome.BAD_REQUEST)
-                continue
-            if refused and isinstance(command, commands.CloseConnection):
-                continue  # lingering instead
-            if isinstance(command, commands.Log):
-                if refused:  # no flow was made: the head did not parse
-                    self.policy.connection_refused(Outcome.BAD_REQUEST, _peer(self.conn))
-                # These lines quote raw request heads (signatures, tokens): never print them.
-                command = commands.Log("request head refused or incomplete", logging.DEBUG)
-            elif isinstance(command, ReceiveHttp) and isinstance(command.event, RequestProtocolError):
-                command = ReceiveHttp(
-                    RequestProtocolError(command.event.stream_id, Outcome.BAD_REQUEST.code, command.event.code)
-                )
-            yield command
-        if refused:
-            self.state = self._linger  # mitmproxy set `done`
+                for later in rest:
+                    if not isinstance(later, commands.CloseConnection):  # lingering instead
+                        yield self._sanitised(later)
+                self.state = self._linger  # mitmproxy set `done`
+                return
+            yield self._sanitised(command)
+
+    @staticmethod
+    def _sanitised(command: commands.Command) -> commands.Command:
+        if isinstance(command, commands.Log):
+            # These lines quote raw request heads (signatures, tokens): never print them.
+            return commands.Log("request head refused or incomplete", logging.DEBUG)
+        if isinstance(command, ReceiveHttp) and isinstance(command.event, RequestProtocolError):
+            return ReceiveHttp(
+                RequestProtocolError(command.event.stream_id, Outcome.BAD_REQUEST.code, command.event.code)
+            )
+        return command
 
     def mark_done(self, *, request: bool = False, response: bool = False) -> layer.CommandGenerator[None]:
         yield from super().mark_done(request=request, response=response)
