@@ -13,5 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from sigwarden.addon import Sigwarden  # noqa: E402
+from sigwarden.layers import ConnectionCap  # noqa: E402
 
-addons = [Sigwarden()]
+sigwarden = Sigwarden()
+addons = [sigwarden, ConnectionCap(sigwarden)]

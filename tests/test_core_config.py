@@ -337,7 +337,7 @@ def test_describe_never_shows_an_inline_value():
         ),
         (
             with_changes(upstream_tls={"ca_file": 5}),
-            "config.yaml: upstream_tls.ca_file: expected the path of a PEM file, or null, got 5",
+            "config.yaml: upstream_tls.ca_file: expected the path of a PEM file of CA certificates, got 5",
         ),
         (
             with_changes(upstream_tls={"ca": "/x.pem"}),

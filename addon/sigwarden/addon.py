@@ -17,10 +17,10 @@ from mitmproxy.proxy import layer
 
 from . import __version__, decision, dedupe, layers, replay
 from .admin import AdminServer
-from .config import Config, ConfigError, Route
+from .config import Config, ConfigError, Limits, Route
 from .forwarded import client_address
 from .logs import configure_logging, log_event, logger
-from .metrics import CONTENT_TYPE, UNMATCHED_ROUTE, Metrics
+from .metrics import CONTENT_TYPE, UNKNOWN_ROUTE, UNMATCHED_ROUTE, Metrics
 from .outcomes import Outcome
 from .reload import Baseline, ConfigSource, Reloader
 from .responses import json_response
@@ -63,6 +63,7 @@ class Sigwarden:
         self.admin: AdminServer | None = None
         self.reloader: Reloader | None = None
         self.route_state: dict[str, bool] = {}
+        self.owns_options = False
         self.dedupe: dedupe.DedupeStore | None = None
         self.closing: set[asyncio.Task] = set()
         if config is not None:
@@ -116,6 +117,8 @@ class Sigwarden:
         for key in kept:
             log_event("restart_required", logging.WARNING, key=key, message=f"{key} changes only on a restart")
         self.install(replace(config, **kept) if kept else config)
+        if self.owns_options:
+            ctx.options.update(tcp_timeout=layers.watchdog_timeout(config.limits))
         self.metrics.config_reloads.labels(result="success").inc()
         log_event("config_reloaded", reason=reason, source=config.source, routes=[r.name for r in config.routes])
 
@@ -228,9 +231,13 @@ class Sigwarden:
         if nextlayer.layer is None:
             nextlayer.layer = layers.reverse_proxy_layer(nextlayer.context, self)
 
-    def max_header_bytes(self) -> int:
+    def limits(self) -> Limits:
         assert self.runtime is not None
-        return self.runtime.config.limits.max_header_bytes
+        return self.runtime.config.limits
+
+    def connection_refused(self, outcome: Outcome, peer: str | None) -> None:
+        self.metrics.count_request(UNKNOWN_ROUTE, outcome)
+        log_event("connection_refused", logging.INFO, outcome=outcome.code, client=peer)
 
     def body_limit_outcome(self, flow: http.HTTPFlow, size: int) -> Outcome | None:
         record = self.classify(flow)

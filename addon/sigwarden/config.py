@@ -233,15 +233,33 @@ def _positive_int(value: Any) -> int:
     return value
 
 
-def _header_name(value: Any) -> str:
-    if not isinstance(value, str) or not _HEADER_NAME.match(value):
-        raise ValueError(f"expected an HTTP header name, got {value!r}")
+def _positive(parse: Callable[[Any], float]) -> Callable[[Any], float]:
+    def parse_positive(value: Any) -> float:
+        parsed = parse(value)
+        if parsed <= 0:
+            raise ValueError(f"a limit must be above zero, got {value!r}")
+        return parsed
+
+    return parse_positive
+
+
+def _ca_file(value: Any) -> str:
+    """A readable PEM file with at least one certificate (checked at load: a bad one would fail every connect)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected the path of a PEM file of CA certificates, got {value!r}")
+    try:
+        with open(value, "rb") as file:
+            text = file.read()
+    except OSError as error:
+        raise ValueError(f"cannot read {value}: {error.strerror or error}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError(f"{value} holds no PEM certificate")
     return value
 
 
-def _optional_path(value: Any) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ValueError(f"expected the path of a PEM file, or null, got {_shown(value)}")
+def _header_name(value: Any) -> str:
+    if not isinstance(value, str) or not _HEADER_NAME.match(value):
+        raise ValueError(f"expected an HTTP header name, got {value!r}")
     return value
 
 
@@ -417,11 +435,11 @@ def _parse_limits(problems: _Problems, raw: Any) -> Limits:
         if name not in given:
             continue
         if name == "max_header_bytes":
-            converter: Callable[[Any], Any] = units.parse_size
+            converter: Callable[[Any], Any] = _positive(units.parse_size)
         elif name == "max_connections":
             converter = _positive_int
         else:
-            converter = units.parse_duration
+            converter = _positive(units.parse_duration)
         values[name] = problems.convert(f"limits.{name}", given[name], converter, getattr(defaults, name))
     return Limits(**values)
 
@@ -537,7 +555,9 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     _unknown_keys(problems, "upstream_tls.", tls_raw, {"verify", "ca_file"})
     tls = UpstreamTLS(
         verify=problems.convert("upstream_tls.verify", tls_raw.get("verify", True), _boolean, True),
-        ca_file=problems.convert("upstream_tls.ca_file", tls_raw.get("ca_file"), _optional_path, None),
+        ca_file=problems.convert("upstream_tls.ca_file", tls_raw["ca_file"], _ca_file)
+        if tls_raw.get("ca_file") is not None
+        else None,
     )
     admin_listen = None
     if data.get("admin_listen", "0.0.0.0:9090") is not None:

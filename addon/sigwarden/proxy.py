@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import ssl
 import tempfile
 import time
 
@@ -19,11 +21,24 @@ from mitmproxy.addons import core, proxyserver, tlsconfig
 
 from . import layers
 from .addon import Sigwarden
-from .config import Config
+from .config import Config, UpstreamTLS
 from .logs import configure_logging, log_event
 from .reload import Baseline, ConfigSource
 
 _DRAIN_POLL = 0.05
+
+
+def upstream_trust(tls: UpstreamTLS) -> dict[str, str | None]:
+    """The CAs that verify an https upstream: `ca_file`, else the system's (`SSL_CERT_FILE` and
+    `SSL_CERT_DIR` honoured), else mitmproxy's default (certifi's bundle)."""
+    if tls.ca_file:
+        return {"ssl_verify_upstream_trusted_ca": tls.ca_file, "ssl_verify_upstream_trusted_confdir": None}
+    system = ssl.get_default_verify_paths()
+    if system.cafile:
+        return {"ssl_verify_upstream_trusted_ca": system.cafile, "ssl_verify_upstream_trusted_confdir": None}
+    if system.capath and os.path.isdir(system.capath):
+        return {"ssl_verify_upstream_trusted_ca": None, "ssl_verify_upstream_trusted_confdir": system.capath}
+    return {"ssl_verify_upstream_trusted_ca": None, "ssl_verify_upstream_trusted_confdir": None}
 
 
 def proxy_options(config: Config, confdir: str) -> dict[str, object]:
@@ -35,8 +50,10 @@ def proxy_options(config: Config, confdir: str) -> dict[str, object]:
         "keep_host_header": True,
         "confdir": confdir,  # mitmproxy writes its CA here: keep it off a read-only root
         "ssl_insecure": not config.upstream_tls.verify,
-        "ssl_verify_upstream_trusted_ca": config.upstream_tls.ca_file,
-        "tcp_timeout": max(1, int(config.limits.idle_timeout)),
+        **upstream_trust(config.upstream_tls),
+        # mitmproxy's inactivity watchdog closes connections that never send a byte; once one does,
+        # sigwarden's layers time it (and keep the watchdog off while they do, see layers.py).
+        "tcp_timeout": layers.watchdog_timeout(config.limits),
         "http2": False,  # the listener speaks HTTP/1.1; upstreams get HTTP/1.1 too
         "server_replay_kill_extra": False,
     }
@@ -46,8 +63,16 @@ class SigwardenMaster(master.Master):
     def __init__(self, config: Config, addon: Sigwarden):
         super().__init__(options.Options(), with_termlog=False)
         self.sigwarden = addon
+        addon.owns_options = True  # reloads may retune mitmproxy's options (they are ours here)
         self.confdir = tempfile.TemporaryDirectory(prefix="sigwarden-")
-        self.addons.add(core.Core(), proxyserver.Proxyserver(), layers.NextLayer(addon), tlsconfig.TlsConfig(), addon)
+        self.addons.add(
+            core.Core(),
+            proxyserver.Proxyserver(),
+            layers.NextLayer(addon),
+            layers.ConnectionCap(addon),
+            tlsconfig.TlsConfig(),
+            addon,
+        )
         wanted = proxy_options(config, self.confdir.name)
         self.options.update(**{key: value for key, value in wanted.items() if key in self.options})
 
