@@ -464,6 +464,10 @@ def test_an_unprotected_path_has_no_body_limit(shared):
         # request trailers: mitmproxy 12.3.1 raises NotImplementedError and leaves the client hanging
         b"POST /webhooks/sendcloud HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"2\r\n{}\r\n0\r\nX-Webhook-Verified: true\r\n\r\n",
+        # HTTP versions other than 1.0 and 1.1: h11 reads them, the upstream may not
+        b"GET /shop HTTP/9.9\r\nHost: shop\r\n\r\n",
+        b"POST /webhooks/sendcloud HTTP/2.0\r\nHost: shop\r\nContent-Length: 2\r\n\r\n{}",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
     ],
 )
 def test_malformed_http_gets_a_json_400_and_reaches_nobody(shared, raw):

@@ -54,6 +54,7 @@ from .outcomes import Outcome
 from .responses import json_response
 
 logger = logging.getLogger("sigwarden.layers")
+_HTTP_1_VERSIONS = ("HTTP/1.0", "HTTP/1.1")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 
 LINGER_SECONDS = 2.0  # after an error answer, drop what the client still sends so that it can read the answer
@@ -420,6 +421,14 @@ class GuardedHttpStream(HttpStream):
         if not event.end_stream and self.client_state == self.state_consume_request_body:
             # A buffered (protected, or refused) body: it has body_timeout to arrive whole.
             yield from self._time("body", self.limits.body_timeout)
+
+    def check_invalid(self, request: bool) -> layer.CommandGenerator[bool]:
+        if request and self.flow.request.http_version not in _HTTP_1_VERSIONS:
+            # h11 reads any HTTP/x.y; `GET / HTTP/9.9` or `PRI * HTTP/2.0` would otherwise go upstream.
+            yield HttpRequestHeadersHook(self.flow)
+            yield from self._refuse(Outcome.BAD_REQUEST, ErrorCode.REQUEST_VALIDATION_FAILED)
+            return True
+        return (yield from super().check_invalid(request))
 
     def check_body_size(self, request: bool) -> layer.CommandGenerator[bool]:
         if not request:
