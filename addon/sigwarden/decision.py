@@ -29,12 +29,12 @@ def forged_headers(names: Iterable[str], verdict_names: frozenset[str]) -> list[
 def match_route(routes: Sequence[Route], target: str) -> Route | None:
     """The first route protecting this request target (path and query), or None."""
     path, _, query = target.partition("?")
-    normal = paths.normalise_path(path)
+    forms = paths.normal_forms(path)
     pairs = None
     for route in routes:
         if route.query and pairs is None:
-            pairs = paths.split_query(query)
-        if route.matches(normal, pairs):
+            pairs = paths.split_query(query, {name for each in routes for name, _ in each.query})
+        if any(route.matches(normal, pairs) for normal in forms):
             return route
     return None
 

@@ -2,33 +2,69 @@
 
 Any spelling that some upstream router could read as a protected path must
 normalise to the protected path, so decoding and resolution are repeated
-until nothing changes.
+until nothing changes, and a path has several normal forms where routers
+disagree (cut at a decoded `?`, `#` or NUL, or not).
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable
 from urllib.parse import unquote_to_bytes
 
 # Repetition stops at a fixed point; each round that changes the text
 # shortens it or lowers it, so the loop always ends. The bound is a guard.
-_MAX_ROUNDS = 64
+_MAX_ROUNDS = 16
+# No client encodes a path more often; deeper ones are refused on the wire (`too_deeply_encoded`),
+# and decoding stays linear in the path's length (each round costs a pass over it).
+MAX_DECODINGS = 8
+# Overlong UTF-8 (`%c0%af` for `/`): some old decoders read it as the short character.
+_OVERLONG = re.compile(rb"[\xc0\xc1][\x80-\xbf]|\xe0[\x80-\x9f][\x80-\xbf]|\xf0[\x80-\x8f][\x80-\xbf]{2}")
+_LEAD_BITS = {2: 0x1F, 3: 0x0F, 4: 0x07}
+# Where a router that decodes first could end the path.
+_CUT = re.compile(r"[?#\x00]")
+_NOT_ROUTE_CHARACTER = re.compile(r"[^a-z0-9/]")
+_REPEATED_SLASH = re.compile(r"/+")
+_QUERY_SEPARATORS = re.compile(r"[&;]")
 
 
-def _decode_until_stable(text: str) -> str:
+def _short_form(match: re.Match[bytes]) -> bytes:
+    raw = match[0]
+    value = raw[0] & _LEAD_BITS[len(raw)]
+    for byte in raw[1:]:
+        value = value << 6 | byte & 0x3F
+    return chr(value).encode("utf-8", "surrogatepass")
+
+
+def _decode_once(raw: bytes) -> bytes:
+    return _OVERLONG.sub(_short_form, unquote_to_bytes(raw))
+
+
+def _decodings(text: str) -> list[str]:
+    """The text percent-decoded 0, 1, 2 … times, up to a fixed point or MAX_DECODINGS + 1 rounds."""
     raw = text.encode("utf-8", "surrogateescape")
-    while b"%" in raw:
-        decoded = unquote_to_bytes(raw)
+    found = [raw]
+    for _ in range(MAX_DECODINGS + 1):
+        decoded = _decode_once(raw)
         if decoded == raw:
             break
+        found.append(decoded)
         raw = decoded
-    return raw.decode("utf-8", "replace")
+    return [item.decode("utf-8", "replace") for item in found]
+
+
+def too_deeply_encoded(path: str) -> bool:
+    """True when the path still changes after MAX_DECODINGS rounds of percent-decoding."""
+    return len(_decodings(path.split("?", 1)[0])) > MAX_DECODINGS + 1
 
 
 def _resolve_segments(path: str) -> str:
     resolved: list[str] = []
     for segment in path.split("/"):
         segment = segment.split(";", 1)[0]
+        if segment not in (".", ".."):
+            segment = segment.rstrip(". ")  # Windows and some routers ignore trailing dots and spaces
         if segment in ("", "."):
             continue
         if segment == "..":
@@ -40,10 +76,11 @@ def _resolve_segments(path: str) -> str:
 
 
 def _normalise_once(path: str) -> str:
-    text = _decode_until_stable(path)
+    text = _decodings(path)[-1]
+    text = unicodedata.normalize("NFKC", text)  # fullwidth `／` and friends, as "best fit" mappings read them
     text = text.replace("\\", "/")
     text = _resolve_segments(text)
-    return text.lower()
+    return text.upper().lower()  # Unicode-aware case: `ſ` is `s`, `ı` is `i` to case-insensitive routers
 
 
 def normalise_path(path: str) -> str:
@@ -58,9 +95,42 @@ def normalise_path(path: str) -> str:
     return current
 
 
+def normal_forms(path: str) -> frozenset[str]:
+    """Every normal form a router could give the path: whole, and cut where a decoded `?`, `#` or NUL is.
+
+    A router that decodes `/webhooks/sendcloud%3Fx` and then splits off the query sees the
+    protected path; one that does not sees another. Both readings must be matched.
+    """
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    forms = {normalise_path(path)}
+    for decoded in _decodings(path)[1:]:
+        cut = _CUT.split(decoded, maxsplit=1)[0]
+        if cut != decoded:
+            forms.add(normalise_path(cut))
+    return frozenset(forms)
+
+
+def _route_word(text: str) -> str:
+    """Only letters, digits and single `/` between them: what Opencart-style routers keep of `route=`."""
+    return _REPEATED_SLASH.sub("/", _NOT_ROUTE_CHARACTER.sub("", text)).strip("/")
+
+
 def normalise_value(value: str) -> str:
-    """A query parameter's name or value in the same normal form as a path, without the leading '/'."""
-    return normalise_path("/" + value)[1:]
+    """A query parameter's name or value in normal form: as a path, then only letters, digits and `/`.
+
+    Query-routed shops clean the value before dispatching (Opencart keeps `[a-zA-Z0-9_/]` of
+    `route`, PHP drops leading spaces of a name), so `route=sendcloud/web-hook` and
+    `%20route=…` reach the webhook controller too; comparing the cleaned forms matches them.
+    """
+    return _route_word(normalise_path("/" + value))
+
+
+def _value_forms(value: str) -> set[str]:
+    """The normal form, and the cleaned decodings without dot resolution (a router that strips dots)."""
+    forms = {normalise_value(value)}
+    for decoded in _decodings(value):
+        forms.add(_route_word(unicodedata.normalize("NFKC", decoded).upper().lower()))
+    return forms
 
 
 def under_prefix(normal_path: str, normal_prefix: str) -> bool:
@@ -70,14 +140,25 @@ def under_prefix(normal_path: str, normal_prefix: str) -> bool:
     return normal_path == normal_prefix or normal_path.startswith(normal_prefix + "/")
 
 
-def split_query(query: str) -> list[tuple[str, str]]:
-    """Every `name=value` pair of a query string, both in normal form (repeated names kept)."""
-    pairs = []
-    for part in query.split("&"):
+def split_query(query: str, names: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """Every (name, value) pair some reading of the query gives, both in normal form (repeated names kept).
+
+    Parts are split at `&` and, as some frameworks also do, at `;`. With `names`, only pairs whose
+    name is one of them are kept (what route matching needs; the rest costs nothing).
+    """
+    wanted = set(names) if names is not None else None
+    pairs: list[tuple[str, str]] = []
+    for part in set(query.split("&")) | set(_QUERY_SEPARATORS.split(query)):
         if not part:
             continue
         name, _, value = part.partition("=")
-        pairs.append((normalise_value(name.replace("+", " ")), normalise_value(value.replace("+", " "))))
+        name_forms = _value_forms(name.replace("+", " "))
+        if wanted is not None:
+            name_forms &= wanted
+            if not name_forms:
+                continue
+        value_forms = _value_forms(value.replace("+", " "))
+        pairs.extend((name_form, value_form) for name_form in name_forms for value_form in value_forms)
     return pairs
 
 
