@@ -25,6 +25,7 @@ from mitmproxy.proxy.layers.http._hooks import HttpErrorHook, HttpRequestHeaders
 from mitmproxy.proxy.layers.http._http1 import Http1Server
 from mitmproxy.proxy.mode_specs import ReverseMode
 
+from . import wire
 from .outcomes import Outcome
 from .responses import json_response
 
@@ -154,6 +155,24 @@ class GuardedHttpStream(HttpStream):
         self.client_state = self.state_errored
         self.flow.live = False
         return True
+
+    def check_invalid(self, request: bool) -> layer.CommandGenerator[bool]:
+        if request:
+            problem = wire.head_problem(self.flow.request.data.path, self.flow.request.headers.fields)
+            if problem is not None:
+                # As mitmproxy does for its own checks: error hooks, then a 400 that closes the connection.
+                record_outcome(self.flow, Outcome.BAD_REQUEST)
+                self.flow.error = mitmproxy_flow.Error(problem)
+                yield HttpRequestHeadersHook(self.flow)
+                yield HttpErrorHook(self.flow)
+                yield SendHttp(
+                    ResponseProtocolError(self.stream_id, problem, ErrorCode.REQUEST_VALIDATION_FAILED),
+                    self.context.client,
+                )
+                self.flow.live = False
+                self.client_state = self.server_state = self.state_errored
+                return True
+        return (yield from super().check_invalid(request))
 
     def handle_protocol_error(self, event):  # type: ignore[no-untyped-def]
         if isinstance(event, ResponseProtocolError) and OUTCOME not in self.flow.metadata:
