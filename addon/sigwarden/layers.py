@@ -118,6 +118,19 @@ class GuardedHttp1Server(Http1Server):
                 )
             yield command
 
+    def read_body(self, event: events.Event) -> layer.CommandGenerator[None]:
+        try:
+            yield from super().read_body(event)
+        except NotImplementedError:
+            # mitmproxy 12 cannot carry request trailers and crashes the connection: refuse them instead.
+            if not self.response:
+                yield commands.SendData(self.conn, error_response_bytes(Outcome.BAD_REQUEST))
+            yield commands.CloseConnection(self.conn)
+            yield ReceiveHttp(
+                RequestProtocolError(self.stream_id, Outcome.BAD_REQUEST.code, ErrorCode.GENERIC_CLIENT_ERROR)
+            )
+            self.state = self.done
+
     def _refuse_head(self, outcome: Outcome) -> layer.CommandGenerator[None]:
         self.buf = type(self.buf)()
         yield commands.SendData(self.conn, error_response_bytes(outcome))
