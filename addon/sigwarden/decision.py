@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterable, Sequence
 
 from . import paths
@@ -11,10 +12,16 @@ from .outcomes import Outcome
 from .schemes import SCHEMES, SignedRequest, Verdict
 from .secrets import SecretStore
 
+_NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]")
+
 
 def canonical_header_name(name: str) -> str:
-    """How PHP and CGI see a header name: case and `_`/`-` do not matter."""
-    return name.lower().replace("_", "-")
+    """How PHP and CGI see a header name: case does not matter, and `-`, `_`, `.` (any punctuation) are one.
+
+    PHP's `$_SERVER` turns `-` into `_` and, when it registers the variable, `.` and ` ` too;
+    so `X-Webhook.Verified` is `HTTP_X_WEBHOOK_VERIFIED` there. Read every non-alphanumeric as `-`.
+    """
+    return _NOT_ALPHANUMERIC.sub("-", name.lower())
 
 
 def verdict_header_names(headers: VerdictHeaders) -> frozenset[str]:
