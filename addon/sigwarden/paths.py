@@ -59,7 +59,7 @@ def too_deeply_encoded(path: str) -> bool:
     return len(_decodings(path.split("?", 1)[0])) > MAX_DECODINGS + 1
 
 
-def _resolve_segments(path: str) -> str:
+def _resolve_segments(path: str, resolve_dots: bool) -> str:
     resolved: list[str] = []
     for segment in path.split("/"):
         segment = segment.split(";", 1)[0]
@@ -67,7 +67,7 @@ def _resolve_segments(path: str) -> str:
             segment = segment.rstrip(". ")  # Windows and some routers ignore trailing dots and spaces
         if segment in ("", "."):
             continue
-        if segment == "..":
+        if segment == ".." and resolve_dots:
             if resolved:
                 resolved.pop()
             continue
@@ -75,20 +75,24 @@ def _resolve_segments(path: str) -> str:
     return "/" + "/".join(resolved)
 
 
-def _normalise_once(path: str) -> str:
+def _normalise_once(path: str, resolve_dots: bool) -> str:
     text = _decodings(path)[-1]
     text = unicodedata.normalize("NFKC", text)  # fullwidth `／` and friends, as "best fit" mappings read them
     text = text.replace("\\", "/")
-    text = _resolve_segments(text)
+    text = _resolve_segments(text, resolve_dots)
     return text.upper().lower()  # Unicode-aware case: `ſ` is `s`, `ı` is `i` to case-insensitive routers
 
 
-def normalise_path(path: str) -> str:
-    """The normal form of a request path (without its query): decoded, resolved, lower case."""
+def normalise_path(path: str, resolve_dots: bool = True) -> str:
+    """The normal form of a request path (without its query): decoded, resolved, lower case.
+
+    With `resolve_dots` False, `..` segments are kept: how a router that matches prefixes on the
+    raw path reads `/hooks/../x` (under `/hooks`).
+    """
     path = path.split("?", 1)[0].split("#", 1)[0]
     current = path
     for _ in range(_MAX_ROUNDS):
-        following = _normalise_once(current)
+        following = _normalise_once(current, resolve_dots)
         if following == current:
             return current
         current = following
@@ -96,18 +100,19 @@ def normalise_path(path: str) -> str:
 
 
 def normal_forms(path: str) -> frozenset[str]:
-    """Every normal form a router could give the path: whole, and cut where a decoded `?`, `#` or NUL is.
+    """Every normal form a router could give the path: whole, and cut where a decoded `?`, `#` or NUL is,
+    each with `..` resolved and kept.
 
     A router that decodes `/webhooks/sendcloud%3Fx` and then splits off the query sees the
-    protected path; one that does not sees another. Both readings must be matched.
+    protected path; one that does not sees another. Every reading must be matched.
     """
     path = path.split("?", 1)[0].split("#", 1)[0]
-    forms = {normalise_path(path)}
+    readings = [path]
     for decoded in _decodings(path)[1:]:
         cut = _CUT.split(decoded, maxsplit=1)[0]
         if cut != decoded:
-            forms.add(normalise_path(cut))
-    return frozenset(forms)
+            readings.append(cut)
+    return frozenset(normalise_path(reading, resolve) for reading in readings for resolve in (True, False))
 
 
 def _route_word(text: str) -> str:
