@@ -103,7 +103,7 @@ class Sigwarden:
             for name in forged:
                 request.headers.pop(name, None)
             request.authority = ""  # absolute-form targets are forwarded in origin form
-            record = FlowRecord(runtime, runtime.match(request.path))
+            record = FlowRecord(runtime, runtime.match(request.path, request.headers.items(multi=True)))
             flow.metadata[RECORD] = record
         return record
 
