@@ -374,6 +374,18 @@ def _value_readings(value: str) -> set[str]:
 # -- checking what reached the upstream ------------------------------------------
 
 
+PATH_OVERRIDE_VARIABLES = ("HTTP_X_ORIGINAL_URL", "HTTP_X_REWRITE_URL", "HTTP_X_ORIGINAL_URI", "HTTP_X_FORWARDED_URI")
+
+
+def path_overrides(server: Iterable[tuple[str, str]]) -> list[str]:
+    """Paths that frameworks honouring X-Original-URL and the like would route by (origin form)."""
+    return [
+        re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*", "", value) or "/"
+        for key, value in server
+        if key in PATH_OVERRIDE_VARIABLES
+    ]
+
+
 def signature_verifies(exchange: Exchange, key_id: str) -> bool:
     """The body the upstream received verifies with the named secret against the signature it received."""
     given = exchange.header("HTTP_SENDCLOUD_SIGNATURE")
@@ -402,6 +414,8 @@ def assert_nothing_unverified(exchanges: Iterable[Exchange]) -> None:
             assert signature_verifies(exchange, values["HTTP_X_WEBHOOK_KEY_ID"]), context
         else:
             assert not protected_by_some_reading(exchange.raw_target), context
+            for target in path_overrides(exchange.server()):
+                assert not protected_by_some_reading(target), context
 
 
 # -- raw clients ------------------------------------------------------------------

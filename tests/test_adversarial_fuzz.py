@@ -32,6 +32,7 @@ from adversarial_support import (
     SECRETS,
     WEBHOOK_BODY,
     adversarial_config,
+    path_overrides,
     protected_by_some_reading,
     server_variable,
     sign,
@@ -40,7 +41,7 @@ from adversarial_support import (
 )
 from sigwarden import paths, wire
 from sigwarden.addon import Sigwarden
-from sigwarden.decision import match_route
+from sigwarden.decision import match_request, match_route
 
 EXAMPLES = int(os.environ.get("SIGWARDEN_FUZZ_EXAMPLES", "250"))
 RAW_EXAMPLES = int(os.environ.get("SIGWARDEN_RAW_FUZZ_EXAMPLES", "30"))
@@ -213,6 +214,9 @@ def requests(draw) -> tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes, str]
     for _ in range(draw(st.integers(0, 4))):
         name = draw(st.one_of(verdict_names(), token_names, st.sampled_from(["Authorization", "X-Request-Id", "Host"])))
         fields.append((name.encode("utf-8", "surrogateescape"), draw(header_values).encode("utf-8", "surrogateescape")))
+    if draw(st.integers(0, 4)) == 0:
+        name = draw(st.sampled_from(["X-Original-URL", "x_rewrite_url", "X-Original-URI", "X.Forwarded.Uri"]))
+        fields.append((name.encode(), draw(targets())))
     draw(st.randoms()).shuffle(fields)
     authority = draw(st.sampled_from([b"", b"", b"other.example", b"shop.example:80"]))
     return method.encode(), target, fields, body, authority.decode()
@@ -271,8 +275,13 @@ def assert_invariant(flow: http.HTTPFlow, origin_target: bytes, routes) -> None:
         expected = hmac.new(secret.encode(), request.raw_content or b"", hashlib.sha256).hexdigest()
         assert hmac.compare_digest(expected.encode(), given_signature.strip().lower().encode("utf-8")), context
     else:
-        assert match_route(routes, request.path) is None, context  # sigwarden itself found no route
+        headers = [
+            (name.decode("latin-1"), value.decode("utf-8", "surrogateescape")) for name, value in request.headers.fields
+        ]
+        assert match_request(routes, request.path, headers) is None, context  # sigwarden itself found no route
         assert not protected_by_some_reading(origin_target), context  # nor could any router
+        for target in path_overrides(fields):
+            assert not protected_by_some_reading(target), context
     # nothing that lenient parsers split or fold reaches the upstream
     for _, value in request.headers.fields:
         assert b"\r" not in value and b"\n" not in value and b"\x00" not in value, context

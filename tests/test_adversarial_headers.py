@@ -130,6 +130,41 @@ def test_spoofed_verdict_in_a_connection_header_option_is_harmless(proxy):
     assert exchanges[0].verdict() == OURS
 
 
+OVERRIDES = ["X-Original-URL", "X-Rewrite-URL", "x_original_url", "X.Rewrite.Url", "X-Original-URI", "X-Forwarded-Uri"]
+
+
+@pytest.mark.parametrize("name", OVERRIDES)
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/webhooks/sendcloud",
+        "/Webhooks%2FSendcloud/",
+        "http://shop/webhooks/sendcloud?x=1",
+        "/index.php?route=sendcloud/webhook",
+    ],
+)
+def test_path_override_header_naming_a_protected_route_is_verified(proxy, name, value):
+    """Zend Framework 1 / Magento 1 route by X-Original-URL and X-Rewrite-URL: such a request is protected."""
+    answers, _, exchanges = proxy.send(request("POST", "/shop/harmless", [(name, value)], BODY))
+    assert [(answer.status, answer.error) for answer in answers] == [(401, "missing_signature")]
+    assert exchanges == []
+
+
+def test_path_override_header_on_a_signed_webhook_is_forwarded_verified_and_untouched(proxy):
+    headers = [("Sendcloud-Signature", sign(BODY)), ("X-Original-URL", "/webhooks/sendcloud")]
+    answers, _, exchanges = proxy.send(request("POST", "/shop/harmless", headers, BODY))
+    assert [answer.status for answer in answers] == [200]
+    [exchange] = exchanges
+    assert exchange.verdict() == OURS
+    assert exchange.target == "/shop/harmless" and exchange.header("HTTP_X_ORIGINAL_URL") == "/webhooks/sendcloud"
+
+
+def test_path_override_header_naming_an_unprotected_path_is_passed(proxy):
+    answers, _, exchanges = proxy.send(request("GET", "/shop/a", [("X-Original-URL", "/shop/b")]))
+    assert [answer.status for answer in answers] == [200]
+    assert exchanges[0].header("HTTP_X_ORIGINAL_URL") == "/shop/b"
+
+
 # -- against Python's own http.server, whose header parser splits lines at a bare CR ----------
 
 
