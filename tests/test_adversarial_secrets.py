@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 import pytest
+from mitmproxy.version import VERSION
 
 from adversarial_support import exchange
 from harness import OLD_SECRET, REPO, SECRET, Sigwarden, Upstream, base_config, sign
@@ -221,3 +222,7 @@ def test_no_secret_signature_credential_or_body_in_any_output(tmp_path, log_leve
         if needle.lower() in text.lower()
     ]
     assert leaks == []
+    # nor do sigwarden's own answers name mitmproxy, its version or the upstream's address
+    answers = outputs["answers"].lower()
+    assert "mitmproxy" not in answers and VERSION not in answers
+    assert f":{upstream.port}" not in answers
