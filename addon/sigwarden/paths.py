@@ -107,12 +107,16 @@ def normal_forms(path: str) -> frozenset[str]:
     protected path; one that does not sees another. Every reading must be matched.
     """
     path = path.split("?", 1)[0].split("#", 1)[0]
+    decodings = _decodings(path)
     readings = [path]
-    for decoded in _decodings(path)[1:]:
+    for decoded in decodings[1:]:
         cut = _CUT.split(decoded, maxsplit=1)[0]
         if cut != decoded:
             readings.append(cut)
-    return frozenset(normalise_path(reading, resolve) for reading in readings for resolve in (True, False))
+    folded = unicodedata.normalize("NFKC", decodings[-1])
+    # Without `..` (nor `%` that could still decode to one) both ways of reading dots agree: skip one.
+    resolutions = (True, False) if ".." in folded or "%" in folded else (True,)
+    return frozenset(normalise_path(reading, resolve) for reading in readings for resolve in resolutions)
 
 
 def _route_word(text: str) -> str:
