@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from mitmproxy import http
 from mitmproxy.net.http.validate import validate_headers
@@ -186,15 +186,16 @@ token_names = st.text(
 )
 
 
+ALL_SIGNATURE_KINDS = ("genuine", "genuine-old", "other-body", "forged", "garbage", "none", "twice")
+
+
 @st.composite
-def requests(draw) -> tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes, str]:
+def requests(draw, signature_kinds=ALL_SIGNATURE_KINDS) -> tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes, str]:
     method = draw(st.sampled_from(["POST", "GET", "PUT", "PATCH", "DELETE", "OPTIONS", "post", "PoSt", "WEIRD"]))
     target = draw(targets())
     body = draw(st.one_of(st.just(WEBHOOK_BODY), st.binary(max_size=200), st.just(b"")))
     fields: list[tuple[bytes, bytes]] = [(b"Host", b"shop.example")]
-    signature_kind = draw(
-        st.sampled_from(["genuine", "genuine-old", "other-body", "forged", "garbage", "none", "twice"])
-    )
+    signature_kind = draw(st.sampled_from(signature_kinds))
     signature_name = draw(st.sampled_from(["Sendcloud-Signature", "sendcloud-signature", "SENDCLOUD-SIGNATURE"]))
     signature = {
         "genuine": sign(body),
@@ -241,21 +242,23 @@ def make_flow(method: bytes, target: bytes, fields: list[tuple[bytes, bytes]], b
     return tflow.tflow(req=request)
 
 
-def forwarded_by_the_proxy(addon: Sigwarden, flow: http.HTTPFlow) -> bool:
-    """The proxy's steps for one request; True when mitmproxy would forward it upstream."""
+def proxy_stage(addon: Sigwarden, flow: http.HTTPFlow) -> str:
+    """The proxy's steps for one request: where it was refused, or "forwarded" (mitmproxy sends it upstream)."""
     try:
         validate_headers(flow.request)  # mitmproxy's validate_inbound_headers
     except ValueError:
-        return False
+        return "refused by mitmproxy"
     if wire.head_problem(flow.request.data.path, flow.request.headers.fields) is not None:
-        return False
+        return "refused on the wire"
     if flow.request.raw_content and addon.body_limit_outcome(flow, len(flow.request.raw_content)) is not None:
-        return False
+        return "refused by size"
     addon.requestheaders(flow)
     if flow.response is not None:
-        return False
+        return "refused at requestheaders"
     addon.request(flow)
-    return flow.response is None and flow.error is None
+    if flow.response is not None or flow.error is not None:
+        return "refused at request"
+    return "forwarded"
 
 
 def assert_invariant(flow: http.HTTPFlow, origin_target: bytes, routes) -> None:
@@ -313,22 +316,28 @@ def addon(fuzz_config):
 def test_fuzz_forwarded_means_verified_or_unprotected(addon, generated):
     method, target, fields, body, authority = generated
     flow = make_flow(method, target, fields, body, authority)
-    if forwarded_by_the_proxy(addon, flow):
+    stage = proxy_stage(addon, flow)
+    event(stage)
+    if stage == "forwarded":
         assert_invariant(flow, target, addon.runtime.config.routes)
         assert flow.request.authority == ""  # forwarded in origin form
 
 
 @FUZZ
-@given(generated=requests())
+@given(generated=requests(signature_kinds=("genuine",)))
 def test_fuzz_genuine_webhook_to_a_protected_spelling_is_forwarded_verified(addon, generated):
     method, target, fields, body, authority = generated
     signatures = [value for name, value in fields if name.lower() == b"sendcloud-signature"]
-    assume(len(signatures) == 1 and signatures[0].strip().lower() == sign(body).encode())
+    assume(len(signatures) == 1)  # a generated header may be named Sendcloud-Signature too
     flow = make_flow(method, target, fields, body, authority)
     protected = match_route(addon.runtime.config.routes, flow.request.path) is not None
-    if forwarded_by_the_proxy(addon, flow) and protected:
-        assert flow.request.headers["X-Webhook-Verified"] == "true"
-        assert flow.request.headers["X-Webhook-Key-Id"] == "sendcloud"
+    stage = proxy_stage(addon, flow)
+    event(f"{'protected' if protected else 'unprotected'}: {stage}")
+    if protected and stage not in ("refused by mitmproxy", "refused on the wire"):
+        # well-formed HTTP with the one genuine signature: never refused, always marked verified
+        assert stage == "forwarded"
+        assert flow.request.headers.get_all("X-Webhook-Verified") == ["true"]
+        assert flow.request.headers.get_all("X-Webhook-Key-Id") == ["sendcloud"]
 
 
 @FUZZ
