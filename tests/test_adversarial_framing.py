@@ -153,6 +153,21 @@ BAD_REQUESTS = {
     "no-version": b"POST /webhooks/sendcloud\r\nHost: shop\r\n\r\n",
     "extra-token-in-request-line": head(HOST, LENGTH, target="/webhooks/sendcloud HTTP/1.1 x") + BODY,
     "bad-version": head(HOST, LENGTH, version="HTTP/1.1.1") + BODY,
+    # upgrades to protocols whose requests sigwarden could not see (h2c smuggling)
+    "upgrade-h2c": head(
+        HOST,
+        "Connection: Upgrade, HTTP2-Settings",
+        "Upgrade: h2c",
+        "HTTP2-Settings: AAMAAABkAAQAAP__",
+        target="/shop",
+        method="GET",
+    ),
+    "upgrade-h2c-after-websocket": head(
+        HOST, "Connection: Upgrade", "Upgrade: websocket, h2c", target="/shop", method="GET"
+    ),
+    "upgrade-h2c-upper": head(HOST, "Connection: Upgrade", "Upgrade: H2C", target="/shop", method="GET"),
+    "upgrade-tls": head(HOST, "Connection: Upgrade", "Upgrade: TLS/1.2", target="/shop", method="GET"),
+    "upgrade-http2": head(HOST, "Connection: Upgrade", "Upgrade: HTTP/2.0", target="/shop", method="GET"),
     # Host tricks
     "host-duplicate": head(HOST, "Host: other.example", SIGNED, LENGTH) + BODY,
     "host-duplicate-unprotected": head(HOST, "Host: other.example", target="/shop/products", method="GET"),
@@ -296,6 +311,15 @@ def test_upgrade_request_to_a_protected_route_is_verified_like_any_other(proxy):
     answers, _, exchanges = proxy.send(data)
     assert [(answer.status, answer.error) for answer in answers] == [(401, "missing_signature")]
     assert exchanges == []
+
+
+def test_websocket_upgrade_on_an_unprotected_path_is_passed(proxy):
+    data = head(
+        HOST, "Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13", target="/shop/ws", method="GET"
+    )
+    answers, _, exchanges = proxy.send(data)
+    assert [answer.status for answer in answers] == [200]  # this upstream does not switch protocols
+    assert [exchange.target for exchange in exchanges] == ["/shop/ws"]
 
 
 def test_http10_signed_webhook_is_verified(proxy):

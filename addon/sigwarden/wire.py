@@ -6,7 +6,8 @@ CR LF SP) or a NUL reaches the application as-is, and lenient parsers there
 (Python's http.server, CGI glue, proxies without obs-fold support) read it as a
 second header line: a forged verdict or a smuggled `Transfer-Encoding`. A `#`
 or a control byte in the target, or an ambiguous `Host`, lets the application's
-router see another path than sigwarden. Such requests are refused on every path.
+router see another path than sigwarden; an `Upgrade` to h2c would let requests
+pass inside a tunnel. Such requests are refused on every path.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def head_problem(target: bytes, fields: Iterable[tuple[bytes, bytes]]) -> str | 
     for name, value in fields:
         if _BAD_VALUE_BYTE.search(value):
             return "header value with a CR, LF, NUL or other control character (folded or split line)"
+        if name.lower() == b"upgrade" and any(token.strip().lower() != b"websocket" for token in value.split(b",")):
+            # After a 101 the connection is a tunnel sigwarden no longer reads: h2c would carry HTTP/2 requests
+            # (any path, any header) straight to an upstream that speaks it (h2c smuggling).
+            return "Upgrade to a protocol other than websocket"
         if name.lower() == b"host":
             hosts += 1
             if hosts > 1:
