@@ -200,6 +200,7 @@ def test_no_secret_signature_credential_or_body_in_any_output(tmp_path, log_leve
         pages = admin_pages(sigwarden)
     finally:
         sigwarden.stop()
+        upstream.stop()  # again, when the run failed before; a stopped server returns at once
     check = subprocess.run(
         [sys.executable, "-m", "sigwarden", "check", "-c", str(sigwarden.config_path)],
         env=sigwarden.env,
