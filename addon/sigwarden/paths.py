@@ -60,14 +60,19 @@ def too_deeply_encoded(path: str) -> bool:
 
 
 def _resolve_segments(path: str, resolve_dots: bool) -> str:
+    # Whole-list operations where possible: this runs on every reading of every request path.
+    segments = path.split("/")
+    if ";" in path:
+        segments = [segment.split(";", 1)[0] for segment in segments]
+    if "." in path or " " in path:  # Windows and some routers ignore trailing dots and spaces
+        segments = [segment if segment in (".", "..") else segment.rstrip(". ") for segment in segments]
+    if not (resolve_dots and ".." in segments):
+        return "/" + "/".join(segment for segment in segments if segment not in ("", "."))
     resolved: list[str] = []
-    for segment in path.split("/"):
-        segment = segment.split(";", 1)[0]
-        if segment not in (".", ".."):
-            segment = segment.rstrip(". ")  # Windows and some routers ignore trailing dots and spaces
+    for segment in segments:
         if segment in ("", "."):
             continue
-        if segment == ".." and resolve_dots:
+        if segment == "..":
             if resolved:
                 resolved.pop()
             continue
@@ -99,22 +104,39 @@ def normalise_path(path: str, resolve_dots: bool = True) -> str:
     return current
 
 
-def normal_forms(path: str) -> frozenset[str]:
-    """Every normal form a router could give the path: whole, and cut where a decoded `?`, `#` or NUL is,
-    each with `..` resolved and kept.
+def _without_params(text: str) -> str:
+    return "/".join(segment.split(";", 1)[0] for segment in text.split("/"))
 
-    A router that decodes `/webhooks/sendcloud%3Fx` and then splits off the query sees the
-    protected path; one that does not sees another. Every reading must be matched.
+
+def _variants(text: str) -> set[str]:
+    """`text` as routers may read it at one depth of decoding: folded or not, cut or not,
+    `;params` dropped or not, dot segments resolved here (before any further decoding) or not."""
+    found = set()
+    for folded in {text, unicodedata.normalize("NFKC", text)}:  # `？` folds to `?`, `／` to `/`
+        for cut in {folded, _CUT.split(folded, maxsplit=1)[0]}:
+            for params in {cut, _without_params(cut)} if ";" in cut else {cut}:
+                found.add(params)
+                if "." in params:
+                    found.add(_resolve_segments(params, True))
+    return found
+
+
+def normal_forms(path: str) -> frozenset[str]:
+    """Every normal form a router could give the path, each with `..` resolved and kept.
+
+    Routers differ in what they do before or after each round of percent-decoding: cutting
+    where a `?`, `#` or NUL appears (`/webhooks/sendcloud%3Fx`), dropping `;params` up to
+    the next `/` (Tomcat does it before decoding: `/;%2fx/webhooks/sendcloud`), resolving
+    dot segments before decoding (`/webhooks/sendcloud/%2e./..`). Each of these readings at
+    every depth of decoding is normalised; all must be matched.
     """
     path = path.split("?", 1)[0].split("#", 1)[0]
     decodings = _decodings(path)
-    readings = [path]
-    for decoded in decodings[1:]:
-        cut = _CUT.split(decoded, maxsplit=1)[0]
-        if cut != decoded:
-            readings.append(cut)
+    readings = {path}
+    for decoded in decodings:
+        readings |= _variants(decoded)
     folded = unicodedata.normalize("NFKC", decodings[-1])
-    # Without `..` (nor `%` that could still decode to one) both ways of reading dots agree: skip one.
+    # Without `..` (nor a `%` that could still decode to one) both ways of reading dots agree.
     resolutions = (True, False) if ".." in folded or "%" in folded else (True,)
     return frozenset(normalise_path(reading, resolve) for reading in readings for resolve in resolutions)
 
