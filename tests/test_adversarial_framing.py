@@ -149,6 +149,7 @@ BAD_REQUESTS = {
     "bare-cr-in-request-line": head(HOST, LENGTH, target=b"/webhooks/sendcloud\rX") + BODY,
     "backslash-first-in-target": head(HOST, LENGTH, target="\\webhooks\\sendcloud") + BODY,
     "encoded-too-deeply": head(HOST, LENGTH, target="/webhooks%" + "25" * 12 + "2fsendcloud") + BODY,
+    "path-longer-than-8-kib": head(HOST, LENGTH, target="/webhooks/sendcloud/" + "x/.." * 2100) + BODY,
     "connect-method": head(HOST, target="shop.example:80", method="CONNECT"),
     "no-version": b"POST /webhooks/sendcloud\r\nHost: shop\r\n\r\n",
     "extra-token-in-request-line": head(HOST, LENGTH, target="/webhooks/sendcloud HTTP/1.1 x") + BODY,
@@ -491,6 +492,13 @@ def test_unprotected_request_with_lying_content_length_cannot_smuggle_upstream(p
 
 
 # -- overlong and non-ASCII header values ------------------------------------------------------
+
+
+def test_path_just_under_8_kib_is_passed(proxy):
+    target = "/shop/" + "a" * (8192 - 6)
+    answers, _, exchanges = proxy.send(head(HOST, target=target, method="GET"))
+    assert [answer.status for answer in answers] == [200]
+    assert [exchange.target for exchange in exchanges] == [target]
 
 
 def test_long_header_value_is_forwarded_intact_on_a_verified_webhook(proxy):
