@@ -150,6 +150,10 @@ BAD_REQUESTS = {
     "backslash-first-in-target": head(HOST, LENGTH, target="\\webhooks\\sendcloud") + BODY,
     "encoded-too-deeply": head(HOST, LENGTH, target="/webhooks%" + "25" * 12 + "2fsendcloud") + BODY,
     "path-longer-than-8-kib": head(HOST, LENGTH, target="/webhooks/sendcloud/" + "x/.." * 2100) + BODY,
+    "path-override-longer-than-8-kib": head(HOST, "X-Original-URL: /" + "x/.." * 2100, target="/shop", method="GET"),
+    "path-override-encoded-too-deeply": head(
+        HOST, "X-Rewrite-URL: /%" + "25" * 12 + "2f", target="/shop", method="GET"
+    ),
     "connect-method": head(HOST, target="shop.example:80", method="CONNECT"),
     "no-version": b"POST /webhooks/sendcloud\r\nHost: shop\r\n\r\n",
     "extra-token-in-request-line": head(HOST, LENGTH, target="/webhooks/sendcloud HTTP/1.1 x") + BODY,
