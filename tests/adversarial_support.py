@@ -348,12 +348,20 @@ def query_selects_webhook(target: str | bytes) -> bool:
     query = text.split("?", 1)[1] if "?" in text else ""
     for part in re.split(r"[&;]", query):
         name, _, value = part.partition("=")
-        for name_reading in _value_readings(name):
-            if name_reading.strip() != "route":
-                continue
-            if any(reading == "sendcloud/webhook" for reading in _value_readings(value)):
-                return True
+        if "route" in _name_readings(name) and "sendcloud/webhook" in _value_readings(value):
+            return True
     return False
+
+
+def _name_readings(name: str) -> set[str]:
+    """What frameworks make of a parameter name: PHP drops leading spaces and reads `route[…]` as
+    `route`; some compare without case."""
+    readings = set()
+    raw = name.replace("+", " ").encode("latin-1", "replace")
+    for decoded in set(_decodings(raw)):
+        text = decoded.decode("utf-8", "replace").lstrip(" ")
+        readings |= {text, text.lower(), re.sub(r"\[.*$", "", text).lower()}
+    return readings
 
 
 def _value_readings(value: str) -> set[str]:
