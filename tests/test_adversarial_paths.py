@@ -222,8 +222,6 @@ def test_the_router_model_reads_every_protected_spelling_as_protected():
     unrecognised = [
         target
         for target in PROTECTED_SPELLINGS
-        if isinstance(target, str)
-        and not target.startswith("/shop")
-        and not protected_by_some_reading(target)
+        if isinstance(target, str) and not target.startswith("/shop") and not protected_by_some_reading(target)
     ]
     assert unrecognised == []
