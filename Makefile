@@ -3,7 +3,7 @@ PYTHON ?= $(shell scripts/find-python)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-e2e lint fmt install clean
+.PHONY: run test test-e2e lint fmt install clean fuzz audit
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found" >&2; exit 1; }
@@ -19,6 +19,17 @@ run: install
 
 test: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The adversarial fuzz targets with many examples (`make test` runs them briefly).
+FUZZ_EXAMPLES ?= 10000
+RAW_FUZZ_EXAMPLES ?= 2000
+fuzz: install
+	SIGWARDEN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SIGWARDEN_RAW_FUZZ_EXAMPLES=$(RAW_FUZZ_EXAMPLES) \
+		$(BIN)/pytest -q tests/test_adversarial_fuzz.py $(PYTEST_ARGS)
+
+# pip-audit of what .venv holds; see scripts/audit for how an unreachable service is treated.
+audit: install
+	$(PYTHON) scripts/audit
 
 lint: install
 	$(BIN)/ruff check addon tests scripts
@@ -46,4 +57,4 @@ fmt: install
 	$(BIN)/ruff check --fix addon tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) .venv-audit .pytest_cache .mypy_cache .hypothesis

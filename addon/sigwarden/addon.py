@@ -257,7 +257,7 @@ class Sigwarden:
             for name in decision.forged_headers(request.headers.keys(), runtime.verdict_names):
                 request.headers.pop(name, None)
             request.authority = ""  # absolute-form targets are forwarded in origin form
-            record = FlowRecord(runtime, runtime.match(request.path))
+            record = FlowRecord(runtime, runtime.match(request.path, request.headers.items(multi=True)))
             if record.route is not None:
                 record.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
             flow.metadata[RECORD] = record

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 from collections.abc import Iterable, Sequence
 
 from . import paths
@@ -45,6 +46,29 @@ def match_route(routes: Sequence[Route], target: str) -> Route | None:
     except paths.AmbiguousPath:
         return routes[0] if routes else None
     return None
+
+
+# Headers through which PHP frameworks of legacy shops (Zend Framework 1 / Magento 1, older Symfony)
+# take the request path from the client instead of the request line.
+PATH_OVERRIDE_HEADERS = frozenset({"x-original-url", "x-rewrite-url", "x-original-uri", "x-forwarded-uri"})
+_SCHEME_AND_AUTHORITY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
+
+
+def path_override_targets(headers: Iterable[tuple[str, str]]) -> list[str]:
+    """The request targets that path-override headers name (in any spelling), origin form."""
+    return [
+        _SCHEME_AND_AUTHORITY.sub("", value.strip()) or "/"
+        for name, value in headers
+        if canonical_header_name(name) in PATH_OVERRIDE_HEADERS
+    ]
+
+
+def match_request(routes: Sequence[Route], target: str, headers: Iterable[tuple[str, str]] = ()) -> Route | None:
+    """The route protecting the request: by its target, else by a path-override header (fail closed)."""
+    route = match_route(routes, target)
+    for override in path_override_targets(headers) if route is None else ():
+        route = route or match_route(routes, override)
+    return route
 
 
 def verify(route: Route, secrets: SecretStore, request: SignedRequest, now: datetime.datetime) -> Verdict:

@@ -49,6 +49,7 @@ from mitmproxy.proxy.layers.http._hooks import HttpErrorHook, HttpRequestHeaders
 from mitmproxy.proxy.layers.http._http1 import Http1Server
 from mitmproxy.proxy.mode_specs import ReverseMode
 
+from . import wire
 from .config import Limits
 from .outcomes import Outcome
 from .responses import json_response
@@ -423,9 +424,12 @@ class GuardedHttpStream(HttpStream):
             yield from self._time("body", self.limits.body_timeout)
 
     def check_invalid(self, request: bool) -> layer.CommandGenerator[bool]:
-        if request and self.flow.request.http_version not in _HTTP_1_VERSIONS:
+        if request and (
             # h11 reads any HTTP/x.y; `GET / HTTP/9.9` or `PRI * HTTP/2.0` would otherwise go upstream.
-            yield HttpRequestHeadersHook(self.flow)
+            self.flow.request.http_version not in _HTTP_1_VERSIONS
+            or wire.head_problem(self.flow.request.data.path, self.flow.request.headers.fields) is not None
+        ):
+            yield HttpRequestHeadersHook(self.flow)  # seen by the addon: logged and counted
             yield from self._refuse(Outcome.BAD_REQUEST, ErrorCode.REQUEST_VALIDATION_FAILED)
             return True
         return (yield from super().check_invalid(request))

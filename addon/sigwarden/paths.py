@@ -23,6 +23,7 @@ from __future__ import annotations
 import codecs
 import itertools
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
@@ -49,6 +50,8 @@ class Reading:
     cut_at: str = ""  # decoded characters where the path ends
     keep_parameters: bool = False
     resolve_dots: bool = True
+    compatible: bool = False  # NFKC and upper-then-lower case: `／` is `/`, `ｗ` is `w`, `ı` is `i`
+    trim_segments: bool = False  # trailing dots and spaces of a segment dropped (Windows, IIS)
 
 
 PRIMARY = Reading()
@@ -62,9 +65,18 @@ class _Seen:
     cut_characters: set[str] = field(default_factory=set)
     parameters: bool = False
     dot_segments: bool = False
+    non_ascii: bool = False
+    trailing: bool = False
 
     def anything(self) -> bool:
-        return self.invalid_utf8 or bool(self.cut_characters) or self.parameters or self.dot_segments
+        return (
+            self.invalid_utf8
+            or bool(self.cut_characters)
+            or self.parameters
+            or self.dot_segments
+            or self.non_ascii
+            or self.trailing
+        )
 
 
 def _decode_lenient(raw: bytes) -> str:
@@ -121,11 +133,24 @@ def _decode_until_stable(text: str, reading: Reading, seen: _Seen) -> str:
 _DOT_SEGMENT = re.compile(r"(?:^|/)\.\.?(?:$|[/;])")
 
 
+def _cut_variants(text: str) -> list[str]:
+    """The text, and the text cut at each character where some reading ends the path."""
+    return [text] + [text.split(character, 1)[0] for character in _CUT_CHARACTERS if character in text]
+
+
+def _trimmable(segment: str) -> bool:
+    """A segment that Windows and IIS read without its trailing dots and spaces (`.` and `..` excepted)."""
+    segment = segment.split(";", 1)[0]
+    return segment not in (".", "..") and segment.endswith((".", " "))
+
+
 def _resolve_segments(path: str, reading: Reading) -> str:
     resolved: list[str] = []
     for segment in path.split("/"):
         if not reading.keep_parameters:
             segment = segment.split(";", 1)[0]
+        if reading.trim_segments and segment not in (".", ".."):
+            segment = segment.rstrip(". ")
         if segment in ("", "."):
             if segment == "." and not reading.resolve_dots:
                 resolved.append(segment)
@@ -147,7 +172,15 @@ def _normalise_once(path: str, reading: Reading, seen: _Seen) -> str:
         cut = min((index for character in reading.cut_at if (index := text.find(character)) >= 0), default=-1)
         if cut >= 0:
             text = text[:cut]
+    if not text.isascii():
+        seen.non_ascii = True
+        if reading.compatible:
+            text = unicodedata.normalize("NFKC", text).upper().lower()
     text = text.replace("\\", "/")
+    if ("." in text or " " in text) and any(
+        _trimmable(segment) for candidate in _cut_variants(text) for segment in candidate.split("/")
+    ):
+        seen.trailing = True
     if ";" in text:
         seen.parameters = True
     if _DOT_SEGMENT.search(text):
@@ -163,6 +196,24 @@ def _fixed_point(path: str, reading: Reading, seen: _Seen) -> str:
             break
         current = following
     return current
+
+
+# No client encodes a path more often; deeper ones are refused on the wire (wire.py), which keeps
+# the decoding loops short.
+MAX_DECODINGS = 8
+
+
+def too_deeply_encoded(path: str) -> bool:
+    """True when the path (without its query) still changes after MAX_DECODINGS rounds of percent-decoding."""
+    raw = path.split("?", 1)[0].encode("utf-8", "surrogateescape")
+    for _ in range(MAX_DECODINGS):
+        if b"%" not in raw:
+            return False
+        decoded = unquote_to_bytes(raw)
+        if decoded == raw:
+            return False
+        raw = decoded
+    return b"%" in raw and unquote_to_bytes(raw) != raw
 
 
 def normalise_path(path: str, reading: Reading = PRIMARY) -> str:
@@ -201,7 +252,9 @@ def _readings(seen: _Seen, invalid: tuple[str, ...]) -> list[Reading]:
     ]
     parameters = (False, True) if seen.parameters else (False,)
     dots = (True, False) if seen.dot_segments else (True,)
-    return [Reading(*reading) for reading in itertools.product(invalid, cuts, parameters, dots)]
+    compatible = (False, True) if seen.non_ascii else (False,)
+    trim = (False, True) if seen.trailing else (False,)
+    return [Reading(*reading) for reading in itertools.product(invalid, cuts, parameters, dots, compatible, trim)]
 
 
 def normal_forms(path: str, budget: WorkBudget | None = None) -> tuple[str, ...]:
@@ -253,9 +306,12 @@ def _value_forms(value: str, budget: WorkBudget) -> set[str]:
 
 def _name_forms(name: str, budget: WorkBudget) -> set[str]:
     forms = {form[1:] for form in normal_forms("/" + name.replace("+", " "), budget)}
-    # PHP's $_GET: leading spaces dropped, ' ', '.' and '[' read as '_', the name ends at a NUL.
+    # PHP's $_GET: leading spaces dropped, ' ', '.' and '[' read as '_', the name ends at a NUL;
+    # `route[]=` and `route[x]=` make `route` an array (a framework may take its first value).
     for form in list(forms):
-        forms.add(re.sub(r"[ .\[]", "_", form.split("\x00", 1)[0].lstrip(" ")))
+        php = form.split("\x00", 1)[0].lstrip(" ")
+        forms.add(re.sub(r"[ .\[]", "_", php))
+        forms.add(php.split("[", 1)[0])
     return forms
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .config import Config, Route
-from .decision import match_route, verdict_header_names
+from .decision import match_request, verdict_header_names
 from .secrets import SecretStore
 
 
@@ -22,5 +23,5 @@ class Runtime:
     def from_config(cls, config: Config) -> Runtime:
         return cls(config, SecretStore(config.secrets))
 
-    def match(self, target: str) -> Route | None:
-        return match_route(self.config.routes, target)
+    def match(self, target: str, headers: Iterable[tuple[str, str]] = ()) -> Route | None:
+        return match_request(self.config.routes, target, headers)
