@@ -3,7 +3,7 @@ PYTHON ?= $(shell scripts/find-python)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-e2e lint fmt install clean
+.PHONY: run test test-e2e lint fmt install clean bench bench-quick bench-micro bench-profile
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found" >&2; exit 1; }
@@ -28,6 +28,23 @@ lint: install
 fmt: install
 	$(BIN)/ruff format addon tests
 	$(BIN)/ruff check --fix addon tests
+
+# Benchmarks (BENCHMARKS.md). `make bench` installs nginx and wrk with apt-get when missing.
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+bench: $(BIN)/.bench-installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: $(BIN)/.bench-installed
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)
+
+bench-micro: install
+	$(BIN)/python -m bench.micro $(BENCH_ARGS)
+
+bench-profile: install
+	$(BIN)/python -m bench.profile $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis
