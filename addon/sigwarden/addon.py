@@ -145,15 +145,22 @@ class Sigwarden:
         if not decision.forwards(runtime.config, route, verdict.outcome):
             self.refuse(flow, record, verdict.outcome)
             return
-        record.request_id = flow.request.headers.get("X-Request-Id") or uuid.uuid4().hex
-        flow.request.headers["X-Request-Id"] = record.request_id
+        request_headers = flow.request.headers
+        given = request_headers.get_all("X-Request-Id")
+        if len(given) == 1 and given[0]:
+            record.request_id = given[0]  # kept as it is
+        else:
+            record.request_id = ", ".join(given) or uuid.uuid4().hex
+            request_headers["X-Request-Id"] = record.request_id
+        # classify() removed every verdict header: append ours without another scan of the headers.
+        put = request_headers.add if runtime.verdict_headers_appendable else request_headers.__setitem__
         if verdict.verified:
             record.key_id = verdict.key_id
-            flow.request.headers[headers.verified] = "true"
-            flow.request.headers[headers.key_id] = verdict.key_id or ""
+            put(headers.verified, "true")
+            put(headers.key_id, verdict.key_id or "")
         else:
-            flow.request.headers[headers.verified] = "false"
-            flow.request.headers[headers.error] = verdict.outcome.code
+            put(headers.verified, "false")
+            put(headers.error, verdict.outcome.code)
         record.upstream_started = time.perf_counter()
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
