@@ -32,13 +32,18 @@ def _rows(results: dict[str, Any], group: str) -> list[list[str]]:
                 _num(row.get("ratio"), 2, "×") if row.get("baseline") else "1.00×",
                 _num(row["p50_ms"], 2),
                 _num(row["p99_ms"], 2),
+                _num(row.get("cpu_us_per_request"), 0),
+                _num(row.get("cpu_ratio"), 2, "×") if row.get("baseline") else "1.00×",
                 rss,
             ]
         )
     return rows
 
 
-HEADER = ["scenario", "conns", "req/s", "range", "vs baseline", "p50 ms", "p99 ms", "RSS MB before → after"]
+HEADER = [
+    "scenario", "conns", "req/s", "range", "vs baseline", "p50 ms", "p99 ms", "CPU µs/req", "CPU vs baseline",
+    "RSS MB before → after",
+]  # fmt: skip
 
 
 def _text_table(rows: list[list[str]]) -> str:
@@ -86,9 +91,11 @@ def _memory_lines(results: dict[str, Any]) -> list[str]:
 def _target_lines(results: dict[str, Any]) -> list[list[str]]:
     rows = []
     for target in results["targets"]:
-        comparison = "≥" if target["target"].endswith("conn") and "p99" not in target["target"] else "≤"
+        comparison = "≥" if target["higher_is_better"] else "≤"
         verdict = {True: "met", False: "NOT met", None: "not measured"}[target["met"]]
         value = _num(target["value"], 2, target["unit"]) if target["value"] is not None else "–"
+        if target.get("cpu_ratio") is not None:
+            value += f" (CPU {target['cpu_ratio']:.2f}×)"
         rows.append([target["target"], value, f"{comparison} {target['limit']}{target['unit']}", verdict])
     return rows
 

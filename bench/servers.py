@@ -50,6 +50,18 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far, all its threads, in seconds (from the scheduler, in ns)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as schedstat:
+                total += int(schedstat.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that just ended
+    return total / 1e9
+
+
 class RssSampler:
     """Samples a process's RSS every few milliseconds in a thread: before, peak and after."""
 
@@ -119,6 +131,9 @@ class Process:
 
     def rss(self) -> int:
         return rss_bytes(self.pid)
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
 
     def shell_command(self) -> str:
         env = " ".join(f"{key}={shlex.quote(value)}" for key, value in self.env.items())
