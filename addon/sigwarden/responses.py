@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import time
+
 from mitmproxy import http
+from mitmproxy.net.http.status_codes import RESPONSES
 
 from .outcomes import Outcome
+
+# Every answer of an outcome has the same body: encoded once, not per refused request.
+_BODIES: dict[Outcome, bytes] = {outcome: outcome.error_body() for outcome in Outcome if outcome.is_refusal}
+_REASONS: dict[int, bytes] = {status: reason.encode() for status, reason in RESPONSES.items()}
 
 
 def json_response(outcome: Outcome, request_id: str | None = None) -> http.Response:
     """The answer for a refusal (or a duplicate); reveals no secret, version or address."""
-    headers = http.Headers(
-        content_type="application/json",
-        cache_control="no-store",
-    )
+    body = _BODIES.get(outcome) or outcome.error_body()
+    fields = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
     if request_id:
-        headers["X-Request-Id"] = request_id
-    return http.Response.make(outcome.status, outcome.error_body(), headers)
+        fields.append((b"X-Request-Id", request_id.encode("utf-8", "surrogateescape")))
+    fields.append((b"content-length", b"%d" % len(body)))
+    now = time.time()
+    # What http.Response.make builds, without its keyword headers and content setter (~11 µs a refusal).
+    return http.Response(
+        b"HTTP/1.1", outcome.status, _REASONS.get(outcome.status, b""), http.Headers(fields), body, None, now, now
+    )
