@@ -21,13 +21,13 @@ test: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check addon tests scripts
-	$(BIN)/ruff format --check addon tests
+	$(BIN)/ruff check addon tests scripts bench
+	$(BIN)/ruff format --check addon tests bench
 	$(BIN)/mypy addon/sigwarden
 
 fmt: install
-	$(BIN)/ruff format addon tests
-	$(BIN)/ruff check --fix addon tests
+	$(BIN)/ruff format addon tests bench
+	$(BIN)/ruff check --fix addon tests bench
 
 # Benchmarks (BENCHMARKS.md). `make bench` installs nginx and wrk with apt-get when missing.
 $(BIN)/.bench-installed: $(BIN)/.installed
