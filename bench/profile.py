@@ -32,8 +32,11 @@ from bench.servers import REPO
 CATEGORIES = [
     ("request log line (logging, JSON)", re.compile(r"/logging/|sigwarden/logs\.py|/json/")),
     ("HMAC-SHA256", re.compile(r"/hmac\.py|/hashlib\.py")),
-    ("sigwarden hooks and decision", re.compile(r"sigwarden/(?!layers|proxy|logs)")),
-    ("mitmproxy hook dispatch (addon manager)", re.compile(r"mitmproxy/(addonmanager|hooks|eventsequence)\.py")),
+    ("sigwarden hooks and decision", re.compile(r"sigwarden/(?!layers|proxy|logs|dispatch)")),
+    (
+        "mitmproxy hook dispatch (addon manager)",
+        re.compile(r"mitmproxy/(addonmanager|hooks|eventsequence)\.py|sigwarden/dispatch\.py"),
+    ),
     ("mitmproxy Request/Response/Headers objects", re.compile(r"mitmproxy/(http|flow|coretypes/|utils/typecheck)")),
     ("HTTP/1 parsing and assembly (h11, http1)", re.compile(r"/h11/|mitmproxy/net/http/|layers/http/_http1\.py")),
     (

@@ -42,7 +42,7 @@ def _rows(results: dict[str, Any], group: str) -> list[list[str]]:
 
 HEADER = [
     "scenario", "conns", "req/s", "range", "vs baseline", "p50 ms", "p99 ms", "CPU µs/req", "CPU vs baseline",
-    "RSS MB before → after",
+    "proxy RSS MB, first → last sample",
 ]  # fmt: skip
 
 
@@ -189,7 +189,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
             if row.get("ratio"):
                 ax.annotate(
                     f"{row['ratio']:.2f}×",
-                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    (bar.get_x() + bar.get_width() / 2, max(bar.get_height(), row["rps_max"] or 0)),
                     ha="center",
                     va="bottom",
                     fontsize=8,
@@ -198,6 +198,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
                 )
     ax.set_xticks(range(len(proxies)), names[1:])
     ax.set_ylabel("requests/s (median of rounds, bars: min–max)")
+    ax.set_ylim(0, max((cells[f"{s}-c{c}"]["rps_max"] or 0) for s in proxies for c in (1, 10)) * 1.12)
     direct = cells["direct-c10"]["rps"]
     ax.set_title(f"Throughput, 1 KB POST (direct to nginx: {direct:.0f} req/s at 10 conn)", fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
@@ -241,10 +242,10 @@ def chart(results: dict[str, Any], path: Path) -> None:
                 textcoords="offset points",
             )
     ax.set_xticks(positions, [label for label, _, _ in groups])
-    ax.set_yscale("log")
-    ax.set_ylabel("requests/s at 10 conn (log)")
+    ax.set_ylim(0, max(base_values + ours) * 1.3)
+    ax.set_ylabel("requests/s at 10 conn")
     ax.set_title("Scaling: body size, routes, secrets", fontsize=10)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", fontsize=8, ncols=2)
 
     meta = results["meta"]
     figure.suptitle(
