@@ -413,6 +413,7 @@ class Bench:
     def run(self) -> dict[str, Any]:
         settings = self.settings
         started = time.monotonic()
+        at_start = machine()
         cells = make_cells()
         bodies, signatures = {}, {}
         for key, size in BODY_SIZES.items():
@@ -486,7 +487,7 @@ class Bench:
             "meta": {
                 "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "commit": git_commit(),
-                "machine": {**machine(), "loadavg_end": os.getloadavg()},
+                "machine": {**at_start, "loadavg_end": os.getloadavg()},
                 "tools": {
                     "nginx": tools.version([self.tool_paths["nginx"], "-v"]),
                     "wrk": tools.version([self.tool_paths["wrk"], "-v"]),
