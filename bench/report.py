@@ -12,6 +12,15 @@ def _num(value: Any, digits: int = 1, suffix: str = "") -> str:
     return f"{value:.{digits}f}{suffix}"
 
 
+def _pinning(meta: dict[str, Any]) -> str:
+    pins = meta["pinning"]
+    if not isinstance(pins, dict):
+        return "no CPU pinning"
+    proxies = ",".join(str(cpu) for cpu in pins["proxies"])
+    others = ",".join(str(cpu) for cpu in pins["wrk_nginx_and_driver"])
+    return f"proxies pinned to CPU {proxies}, wrk, nginx and the driver to CPU {others}"
+
+
 def _rows(results: dict[str, Any], group: str) -> list[list[str]]:
     rows = []
     for row in results["cells"].values():
@@ -105,7 +114,7 @@ def table(results: dict[str, Any]) -> str:
     parts = [
         f"sigwarden benchmark {meta['date']} commit {meta['commit']}, {meta['machine']['cpus']} CPUs "
         f"({meta['machine']['cpu']}), load average at start {meta['machine']['loadavg_start'][0]:.2f}, "
-        f"pinning {meta['pinning']}, {results['settings']['rounds']} rounds × {results['settings']['duration']} s, "
+        f"{_pinning(meta)}, {results['settings']['rounds']} rounds × {results['settings']['duration']} s, "
         f"{meta['seconds']} s in all",
         "",
         _text_table(_rows(results, "main")),
@@ -135,7 +144,7 @@ def markdown(results: dict[str, Any]) -> str:
     parts = [
         f"Run {meta['date']}, commit `{meta['commit']}`, {meta['machine']['cpus']} × {meta['machine']['cpu']}, "
         f"load average {meta['machine']['loadavg_start'][0]:.2f} at start and {meta['machine']['loadavg_end'][0]:.2f}"
-        f" at the end, pinning {meta['pinning']}, {results['settings']['rounds']} rounds × "
+        f" at the end, {_pinning(meta)}, {results['settings']['rounds']} rounds × "
         f"{results['settings']['duration']} s per sample, {meta['seconds']} s in all; {meta['tools']['nginx']}, "
         f"{meta['tools']['wrk'].split(' Copyright')[0]}, mitmproxy {meta['tools']['mitmproxy']}.",
         "",
