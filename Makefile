@@ -3,7 +3,7 @@ PYTHON ?= $(shell scripts/find-python)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-e2e lint fmt install clean fuzz audit
+.PHONY: run test test-e2e lint fmt install clean fuzz audit bench bench-quick bench-micro bench-profile
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found" >&2; exit 1; }
@@ -32,8 +32,8 @@ audit: install
 	$(PYTHON) scripts/audit
 
 lint: install
-	$(BIN)/ruff check addon tests scripts
-	$(BIN)/ruff format --check addon tests
+	$(BIN)/ruff check addon tests scripts bench
+	$(BIN)/ruff format --check addon tests bench
 	$(BIN)/mypy addon/sigwarden
 
 .PHONY: lint-deploy image-test
@@ -53,8 +53,25 @@ image-test:
 	scripts/image-test
 
 fmt: install
-	$(BIN)/ruff format addon tests
-	$(BIN)/ruff check --fix addon tests
+	$(BIN)/ruff format addon tests bench
+	$(BIN)/ruff check --fix addon tests bench
+
+# Benchmarks (BENCHMARKS.md). `make bench` installs nginx and wrk with apt-get when missing.
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+bench: $(BIN)/.bench-installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: $(BIN)/.bench-installed
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)
+
+bench-micro: install
+	$(BIN)/python -m bench.micro $(BENCH_ARGS)
+
+bench-profile: install
+	$(BIN)/python -m bench.profile $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-audit .pytest_cache .mypy_cache .hypothesis

@@ -254,7 +254,10 @@ class Sigwarden:
             assert self.runtime is not None
             runtime = self.runtime
             request = flow.request
-            for name in decision.forged_headers(request.headers.keys(), runtime.verdict_names):
+            # The raw fields: Headers.keys() looks every name up again, O(n²) in the number of headers.
+            names = [name.decode("utf-8", "surrogateescape") for name, _ in request.headers.fields]
+            forged = decision.forged_headers(names, runtime.verdict_names)
+            for name in forged:
                 request.headers.pop(name, None)
             request.authority = ""  # absolute-form targets are forwarded in origin form
             record = FlowRecord(runtime, runtime.match(request.path, request.headers.items(multi=True)))
@@ -309,15 +312,21 @@ class Sigwarden:
         if not decision.forwards(runtime.config, route, outcome):
             self.refuse(flow, record, outcome)
             return
-        for name in decision.forged_headers(list(flow.request.headers.keys()), verdict.remove_headers):
-            flow.request.headers.pop(name, None)  # the route's credential: the upstream never sees it
-        flow.request.headers["X-Request-Id"] = record.request_id or uuid.uuid4().hex
+        request_headers = flow.request.headers
+        if verdict.remove_headers:
+            names = [name.decode("utf-8", "surrogateescape") for name, _ in request_headers.fields]
+            for name in decision.forged_headers(names, verdict.remove_headers):
+                request_headers.pop(name, None)  # the route's credential: the upstream never sees it
+        if "X-Request-Id" not in request_headers:
+            request_headers["X-Request-Id"] = record.request_id or uuid.uuid4().hex
+        # classify() removed every verdict header: append ours without another scan of the headers.
+        put = request_headers.add if runtime.verdict_headers_appendable else request_headers.__setitem__
         if outcome is Outcome.VERIFIED:
-            flow.request.headers[headers.verified] = "true"
-            flow.request.headers[headers.key_id] = verdict.key_id or ""
+            put(headers.verified, "true")
+            put(headers.key_id, verdict.key_id or "")
         else:
-            flow.request.headers[headers.verified] = "false"
-            flow.request.headers[headers.error] = outcome.code
+            put(headers.verified, "false")
+            put(headers.error, outcome.code)
         record.upstream_started = time.perf_counter()
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:

@@ -532,17 +532,6 @@ def reverse_proxy_layer(context: Context, policy: Policy) -> layer.Layer | None:
     return stack[0]
 
 
-class NextLayer:
-    """The lean master's layer installer (named like mitmproxy's, which it replaces)."""
-
-    def __init__(self, policy: Policy):
-        self.policy = policy
-
-    def next_layer(self, nextlayer: layer.NextLayer) -> None:
-        if nextlayer.layer is None:
-            nextlayer.layer = reverse_proxy_layer(nextlayer.context, self.policy)
-
-
 class ConnectionCap:
     """`limits.max_connections`: clients beyond it are closed at once, before a byte is read (SPEC §7)."""
 
