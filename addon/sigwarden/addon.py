@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import os
 import time
-import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,15 +18,15 @@ from mitmproxy.proxy import layer
 
 from . import __version__, decision, dedupe, layers, replay
 from .admin import AdminServer
-from .config import Config, ConfigError, Limits, Route
+from .config import Config, ConfigError, Limits, Route, canonical_field_name
 from .forwarded import client_address
-from .logs import configure_logging, log_event, logger
+from .logs import configure_logging, log_event, log_line, logger
 from .metrics import CONTENT_TYPE, UNKNOWN_ROUTE, UNMATCHED_ROUTE, Metrics
 from .outcomes import Outcome
 from .reload import Baseline, ConfigSource, Reloader
 from .responses import json_response
 from .runtime import Runtime
-from .schemes import SignedRequest
+from .schemes import SignedRequest, Verdict
 
 RECORD = "sigwarden"
 # Settings that belong to listeners and upstream connections made at start: a reload keeps the old ones.
@@ -45,6 +46,8 @@ class FlowRecord:
     verify_seconds: float | None = None
     upstream_started: float | None = None
     finished: bool = False
+    forwarded_for: list[str] = field(default_factory=list)  # X-Forwarded-For values, for `client` in logs
+    client_request_id: bool = False  # the client sent X-Request-Id (an exact spelling of it)
     claim: dedupe.Claim | None = None  # a delivery in flight on a route with dedupe_window
 
 
@@ -254,15 +257,39 @@ class Sigwarden:
             assert self.runtime is not None
             runtime = self.runtime
             request = flow.request
-            # The raw fields: Headers.keys() looks every name up again, O(n²) in the number of headers.
-            names = [name.decode("utf-8", "surrogateescape") for name, _ in request.headers.fields]
-            forged = decision.forged_headers(names, runtime.verdict_names)
-            for name in forged:
-                request.headers.pop(name, None)
+            # One pass over the raw fields (Headers.keys() would look every name up again): verdict
+            # headers in any spelling are dropped, and the few headers sigwarden reads are noted.
+            overrides = []
+            request_id = None
+            forwarded_for = []
+            forged = False
+            for name, value in request.headers.fields:
+                canonical = canonical_field_name(name)
+                if canonical not in runtime.noted_headers:
+                    continue
+                if canonical in runtime.verdict_names:
+                    forged = True
+                    continue
+                text = value.decode("utf-8", "surrogateescape")
+                exact = name.lower()
+                if exact == b"x-request-id":
+                    request_id = request_id or text
+                elif exact == b"x-forwarded-for":
+                    forwarded_for.append(text)
+                elif canonical in decision.PATH_OVERRIDE_HEADERS:
+                    overrides.append((canonical, text))
+            if forged:
+                request.headers.fields = tuple(
+                    (name, value)
+                    for name, value in request.headers.fields
+                    if canonical_field_name(name) not in runtime.verdict_names
+                )
             request.authority = ""  # absolute-form targets are forwarded in origin form
-            record = FlowRecord(runtime, runtime.match(request.path, request.headers.items(multi=True)))
+            record = FlowRecord(runtime, runtime.match(request.path, overrides))
+            record.forwarded_for = forwarded_for
+            record.client_request_id = request_id is not None
             if record.route is not None:
-                record.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+                record.request_id = request_id or new_request_id()
             flow.metadata[RECORD] = record
             self.in_flight += 1
             self.metrics.in_flight.inc()
@@ -283,18 +310,19 @@ class Sigwarden:
             flow.request.stream = True
             record.upstream_started = time.perf_counter()
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """Verify a protected request. Synchronous, except for a route's dedupe claim: then the
+        coroutine to await is returned (mitmproxy awaits what a hook returns)."""
         if flow.response or flow.error:
-            return
+            return None
         record = self.classify(flow)  # normally made in requestheaders; never skip verification
         if record.route is None:
-            return
+            return None
         runtime, route = record.runtime, record.route
         if flow.request.raw_content is None:
             # Streamed by someone else (another addon): there is no body to verify. Fail closed.
-            record.verdict = Outcome.BAD_REQUEST
-            self.refuse(flow, record, Outcome.BAD_REQUEST)
-            return
+            self.decide(flow, record, Verdict(Outcome.BAD_REQUEST), Outcome.BAD_REQUEST)
+            return None
         started = time.perf_counter()
         verdict = decision.verify(
             route,
@@ -303,13 +331,44 @@ class Sigwarden:
             datetime.datetime.now(datetime.UTC),
         )
         record.verify_seconds = time.perf_counter() - started
-        outcome = verdict.outcome
-        if verdict.verified:
-            record.key_id = verdict.key_id
-            outcome = await self.replay_outcome(flow, record, route)
+        if not verdict.verified:
+            self.decide(flow, record, verdict, verdict.outcome)
+            return None
+        record.key_id = verdict.key_id
+        body = flow.request.raw_content
+        now = time.time()
+        timestamp = None
+        if route.max_age is not None:
+            timestamp = replay.body_timestamp(body)
+            refusal = replay.timestamp_outcome(timestamp, route.max_age, now)
+            if refusal is not None:
+                self.decide(flow, record, verdict, refusal)
+                return None
+        if route.dedupe_window is None or self.dedupe is None:
+            self.decide(flow, record, verdict, Outcome.VERIFIED)
+            return None
+        window = replay.remember_for(route.dedupe_window, route.max_age, timestamp, now)
+        return self.claim_delivery(flow, record, verdict, replay.delivery_key(route.name, body), window)
+
+    async def claim_delivery(
+        self, flow: http.HTTPFlow, record: FlowRecord, verdict: Verdict, key: bytes, window: float
+    ) -> None:
+        """A verified delivery on a dedupe route: a copy of an accepted one is a duplicate (SPEC §6)."""
+        assert self.dedupe is not None
+        limits = record.runtime.config.limits
+        # How long a claim may block an identical delivery: the longest the upstream may take, plus a margin.
+        hold = limits.upstream_connect_timeout + limits.upstream_timeout + 5.0
+        claim = await self.dedupe.claim(key, window, hold)
+        if claim is not None:
+            record.claim = claim
+        self.decide(flow, record, verdict, Outcome.VERIFIED if claim is not None else Outcome.DUPLICATE)
+
+    def decide(self, flow: http.HTTPFlow, record: FlowRecord, verdict: Verdict, outcome: Outcome) -> None:
+        """Refuse, or forward with the verdict headers (report mode forwards refusals, marked)."""
         record.verdict = outcome
-        headers = runtime.config.headers
-        if not decision.forwards(runtime.config, route, outcome):
+        runtime = record.runtime
+        assert record.route is not None
+        if not decision.forwards(runtime.config, record.route, outcome):
             self.refuse(flow, record, outcome)
             return
         request_headers = flow.request.headers
@@ -317,16 +376,19 @@ class Sigwarden:
             names = [name.decode("utf-8", "surrogateescape") for name, _ in request_headers.fields]
             for name in decision.forged_headers(names, verdict.remove_headers):
                 request_headers.pop(name, None)  # the route's credential: the upstream never sees it
-        if "X-Request-Id" not in request_headers:
-            request_headers["X-Request-Id"] = record.request_id or uuid.uuid4().hex
-        # classify() removed every verdict header: append ours without another scan of the headers.
-        put = request_headers.add if runtime.verdict_headers_appendable else request_headers.__setitem__
         if outcome is Outcome.VERIFIED:
-            put(headers.verified, "true")
-            put(headers.key_id, verdict.key_id or "")
+            verdict_fields = [(b"true", "verified"), ((verdict.key_id or "").encode(), "key_id")]
         else:
-            put(headers.verified, "false")
-            put(headers.error, outcome.code)
+            verdict_fields = [(b"false", "verified"), (outcome.code.encode(), "error")]
+        added = [(runtime.header_bytes[key], value) for value, key in verdict_fields]
+        if not record.client_request_id:
+            added.insert(0, (b"X-Request-Id", (record.request_id or new_request_id()).encode()))
+        if runtime.verdict_headers_appendable:
+            # classify() removed every verdict header: append ours in one go, without another scan.
+            request_headers.fields = request_headers.fields + tuple(added)
+        else:
+            for field_name, field_value in added:
+                request_headers[field_name.decode()] = field_value.decode("utf-8", "surrogateescape")
         record.upstream_started = time.perf_counter()
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -339,47 +401,30 @@ class Sigwarden:
             return  # our own answer, already complete
         flow.response.stream = True
 
-    async def response(self, flow: http.HTTPFlow) -> None:
-        await self.settle_delivery(flow)
-        self.finish(flow)
+    def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        return self.end(flow)
 
-    async def error(self, flow: http.HTTPFlow) -> None:
-        await self.settle_delivery(flow)
+    def error(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        return self.end(flow)
+
+    def end(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """The flow is over: settle its dedupe claim if it has one (awaited), then count and log it."""
+        record = flow.metadata.get(RECORD)
+        if record is not None and record.claim is not None:
+            return self.settle_delivery(flow, record)
         self.finish(flow)
+        return None
 
     # -- replay and duplicates (SPEC §6) ---------------------------------------
 
-    async def replay_outcome(self, flow: http.HTTPFlow, record: FlowRecord, route: Route) -> Outcome:
-        """After a verified signature: the body's timestamp (max_age), then the dedupe claim (dedupe_window)."""
-        body = flow.request.raw_content or b""
-        now = time.time()
-        timestamp = None
-        if route.max_age is not None:
-            timestamp = replay.body_timestamp(body)
-            refusal = replay.timestamp_outcome(timestamp, route.max_age, now)
-            if refusal is not None:
-                return refusal
-        if route.dedupe_window is None or self.dedupe is None:
-            return Outcome.VERIFIED
-        limits = record.runtime.config.limits
-        # How long a claim may block an identical delivery: the longest the upstream may take, plus a margin.
-        hold = limits.upstream_connect_timeout + limits.upstream_timeout + 5.0
-        window = replay.remember_for(route.dedupe_window, route.max_age, timestamp, now)
-        claim = await self.dedupe.claim(replay.delivery_key(route.name, body), window, hold)
-        if claim is None:
-            return Outcome.DUPLICATE
-        record.claim = claim
-        return Outcome.VERIFIED
-
-    async def settle_delivery(self, flow: http.HTTPFlow) -> None:
+    async def settle_delivery(self, flow: http.HTTPFlow, record: FlowRecord) -> None:
         """Remember a claimed delivery the upstream answered 2xx; release it on any failure."""
-        record = flow.metadata.get(RECORD)
-        if record is None or record.claim is None:
-            return
         claim, record.claim = record.claim, None
-        response = flow.response
-        accepted = flow.error is None and response is not None and 200 <= response.status_code < 300
-        await claim.settle(accepted)
+        if claim is not None:
+            response = flow.response
+            accepted = flow.error is None and response is not None and 200 <= response.status_code < 300
+            await claim.settle(accepted)
+        self.finish(flow)
 
     # -- acting on decisions --------------------------------------------------
 
@@ -416,18 +461,22 @@ class Sigwarden:
         config = record.runtime.config
         peer = flow.client_conn.peername[0] if flow.client_conn.peername else None
         status = flow.response.status_code if flow.response else (outcome.status if outcome.is_refusal else None)
-        log_event(
-            "request",
-            level,
-            route=route_name,
-            outcome=outcome.code,
-            key_id=record.key_id,
-            method=flow.request.method,
-            path=flow.request.path.split("?", 1)[0],
-            client=client_address(peer, flow.request.headers.get_all("X-Forwarded-For"), config.trusted_proxies),
-            status=status,
-            upstream_status=upstream_status,
-            duration_ms=round((time.perf_counter() - record.started) * 1000, 3),
-            body_bytes=len(flow.request.raw_content) if flow.request.raw_content is not None else None,
-            request_id=record.request_id,
-        )
+        fields = {
+            "route": route_name,
+            "outcome": outcome.code,
+            "key_id": record.key_id,
+            "method": flow.request.method,
+            "path": flow.request.path.split("?", 1)[0],
+            "client": client_address(peer, record.forwarded_for, config.trusted_proxies),
+            "status": status,
+            "upstream_status": upstream_status,
+            "duration_ms": round((time.perf_counter() - record.started) * 1000, 3),
+            "body_bytes": len(flow.request.raw_content) if flow.request.raw_content is not None else None,
+            "request_id": record.request_id,
+        }
+        log_line("request", level, fields)
+
+
+def new_request_id() -> str:
+    """32 random hex digits, like a uuid4's (without building a UUID object per request)."""
+    return os.urandom(16).hex()

@@ -7,6 +7,7 @@ find it without reading code. Parsing happens once; hooks use the result.
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Collection, Mapping, Set
@@ -494,10 +495,17 @@ def _parse_network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 _NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]")
 
 
+@functools.lru_cache(maxsize=4096)  # header names repeat from request to request; bounded for hostile ones
 def canonical_header_name(name: str) -> str:
     """How PHP and CGI see a header name: case does not matter, and `_` (or any other
     character than a letter or digit: lighttpd's CGI maps them all to `_`) reads as `-`."""
     return _NOT_ALPHANUMERIC.sub("-", name.lower())
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical_field_name(name: bytes) -> str:
+    """canonical_header_name of a raw header name as it came off the wire."""
+    return canonical_header_name(name.decode("utf-8", "surrogateescape"))
 
 
 def _check_header_clashes(problems: _Problems, raw_routes: Any, headers: VerdictHeaders) -> None:

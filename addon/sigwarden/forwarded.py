@@ -34,6 +34,8 @@ def client_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequ
     saw; only the part written by trusted proxies can be believed, so the chain
     is walked from the right and the first address not trusted is the client.
     """
+    if not trusted:
+        return peer  # nothing to believe: the peer it is (no parsing on the per-request path)
     peer_address = _address(peer) if peer else None
     if peer_address is None or not trusted or not _trusted(peer_address, trusted):
         return str(peer_address) if peer_address is not None else peer

@@ -7,16 +7,19 @@ quote raw request heads, are cut before any quoted bytes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import re
 import sys
+import time
 import traceback
 from typing import Any
 
 logger = logging.getLogger("sigwarden")
 _QUOTED_BYTES = re.compile(r"""\bb['"]""")
+_ENCODE = json.JSONEncoder(default=str).encode  # one encoder: json.dumps(default=…) builds one per call
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
@@ -26,22 +29,51 @@ def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
         logger.log(level, event, extra={"sigwarden_fields": fields})
 
 
-class JsonFormatter(logging.Formatter):
+class LineFormatter(logging.Formatter):
+    """One line from (time, level, event, fields): the same for log records and for `log_line`."""
+
     def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "sigwarden_fields", {})
+        return self.line(record.created, record.levelname.lower(), record.getMessage(), fields)
+
+    def line(self, created: float, level: str, event: str, fields: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+
+class JsonFormatter(LineFormatter):
+    def line(self, created: float, level: str, event: str, fields: dict[str, Any]) -> str:
         line: dict[str, Any] = {
-            "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "event": record.getMessage(),
+            "ts": datetime.datetime.fromtimestamp(created, datetime.UTC).isoformat(timespec="milliseconds"),
+            "level": level,
+            "event": event,
         }
-        line.update(getattr(record, "sigwarden_fields", {}))
-        return json.dumps(line, default=str)
+        line.update(fields)
+        return _ENCODE(line)
 
 
-class TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        when = datetime.datetime.fromtimestamp(record.created, datetime.UTC).strftime("%H:%M:%S")
-        fields = " ".join(f"{key}={value}" for key, value in getattr(record, "sigwarden_fields", {}).items())
-        return f"{when} {record.levelname.lower():7} {record.getMessage()} {fields}".rstrip()
+class TextFormatter(LineFormatter):
+    def line(self, created: float, level: str, event: str, fields: dict[str, Any]) -> str:
+        when = datetime.datetime.fromtimestamp(created, datetime.UTC).strftime("%H:%M:%S")
+        text = " ".join(f"{key}={value}" for key, value in fields.items())
+        return f"{when} {level:7} {event} {text}".rstrip()
+
+
+_LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error"}
+
+
+def log_line(event: str, level: int, fields: dict[str, Any]) -> None:
+    """`log_event` for the per-request line: the same output without the logging module's per-record
+    work (a LogRecord, the caller's frame), which cost more than the rest of a request's handling."""
+    handler = logger.handlers[0] if logger.handlers else None
+    formatter = handler.formatter if handler is not None else None
+    if not isinstance(handler, logging.StreamHandler) or not isinstance(formatter, LineFormatter):
+        log_event(event, level, **fields)
+        return
+    if logger.isEnabledFor(level):
+        text = formatter.line(time.time(), _LEVEL_NAMES.get(level, "info"), event, fields)
+        with handler.lock or contextlib.nullcontext():
+            handler.stream.write(text + "\n")
+            handler.stream.flush()
 
 
 def sanitise(message: str) -> str:
