@@ -143,3 +143,70 @@ def test_a_hook_attribute_that_is_not_callable_is_an_error_like_in_mitmproxy():
 
     with pytest.raises(exceptions.AddonManagerError):
         asyncio.run(scenario())
+
+
+# --- hooks run inline, where the layer yields them -------------------------------------------
+
+
+def test_inline_hooks_run_the_same_chain_as_handle_lifecycle(caplog):
+    flows = [tflow.tflow(resp=True) for _ in range(2)]
+
+    async def inline() -> list:
+        calls: list = []
+        with a_master() as proxy_master:
+            proxy_master.addons.add(*[addon for addon in make_addons(calls) if not isinstance(addon, Updating)])
+            for flow in flows:
+                for hook in (HttpRequestHook(flow), HttpResponseHook(flow)):
+                    handled, pending = proxy_master.addons.run_inline(hook)
+                    assert handled
+                    if pending is not None:
+                        await pending
+        return calls
+
+    async def as_hooks() -> list:
+        calls: list = []
+        with a_master(addonmanager.AddonManager) as proxy_master:
+            proxy_master.addons.add(*[addon for addon in make_addons(calls) if not isinstance(addon, Updating)])
+            for flow in flows:
+                await proxy_master.addons.handle_lifecycle(HttpRequestHook(flow))
+                await proxy_master.addons.handle_lifecycle(HttpResponseHook(flow))
+        return calls
+
+    with caplog.at_level(logging.ERROR, logger="mitmproxy.addonmanager"):
+        assert asyncio.run(inline()) == asyncio.run(as_hooks())
+
+
+def test_an_async_handler_leaves_the_rest_of_the_chain_to_await():
+    async def scenario() -> tuple[list, list]:
+        calls: list = []
+        with a_master() as proxy_master:
+            proxy_master.addons.add(AsyncRecorder("waits", calls), Recorder("after", calls))
+
+            class Later(Recorder):
+                def response(self, flow) -> None:
+                    self.calls.append((self.name, "response", flow.id))
+
+            proxy_master.addons.add(Later("later", calls))
+            flow = tflow.tflow(resp=True)
+            handled, pending = proxy_master.addons.run_inline(HttpResponseHook(flow))
+            before = list(calls)
+            assert handled and pending is not None
+            await pending
+        return before, calls
+
+    before, after = asyncio.run(scenario())
+    assert before == []  # nothing after the waiting handler ran early
+    assert [name for name, _, _ in after] == ["waits", "later"]
+
+
+def test_hooks_are_not_run_inline_when_someone_wants_update_hooks_or_it_is_no_flow_hook():
+    async def scenario() -> list:
+        results = []
+        with a_master() as proxy_master:
+            proxy_master.addons.add(Recorder("first", []))
+            results.append(proxy_master.addons.run_inline(hooks.RunningHook()))
+            proxy_master.addons.add(Updating("updating", []))
+            results.append(proxy_master.addons.run_inline(HttpRequestHook(tflow.tflow())))
+        return results
+
+    assert asyncio.run(scenario()) == [(False, None), (False, None)]

@@ -7,7 +7,7 @@ import datetime
 import logging
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -15,6 +15,7 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy import version as mitmproxy_version
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer
+from mitmproxy.proxy.commands import StartHook
 
 from . import __version__, decision, dedupe, layers, replay
 from .admin import AdminServer
@@ -67,6 +68,8 @@ class Sigwarden:
         self.reloader: Reloader | None = None
         self.route_state: dict[str, bool] = {}
         self.owns_options = False
+        # Set by the lean master: flow hooks run inline in the layers (dispatch.HookDispatcher.run_inline).
+        self.run_hook_inline: Callable[[StartHook], tuple[bool, Awaitable[None] | None]] | None = None
         self.dedupe: dedupe.DedupeStore | None = None
         self.closing: set[asyncio.Task] = set()
         if config is not None:

@@ -11,10 +11,25 @@ lookup is forgotten whenever an addon is added or removed. Only the lean master 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mitmproxy import addonmanager, exceptions, flow, hooks
+from mitmproxy.proxy import commands
+
+# The flow hooks of each request. Run where the layer yields them (`run_inline`) instead of as
+# a task of their own: mitmproxy creates a task per hook, awaits it, and feeds its completion back
+# through the connection's event lock, which is a good part of the per-request cost.
+INLINE_HOOKS = frozenset({"requestheaders", "request", "responseheaders", "response", "error"})
+
+
+@dataclass
+class PendingHook(commands.StartHook):
+    """The rest of an inline hook whose handler had to wait (a dedupe store): awaited as a hook of its own."""
+
+    name = "sigwarden_pending"
+    pending: Awaitable[None]
 
 
 class HookDispatcher(addonmanager.AddonManager):
@@ -68,8 +83,44 @@ class HookDispatcher(addonmanager.AddonManager):
                 return
 
     async def handle_lifecycle(self, event: hooks.Hook) -> None:
+        if isinstance(event, PendingHook):
+            await event.pending  # the rest of an inline hook: its `update` was decided then (none)
+            return
         await self.trigger_event(event)
         if self.handlers("update"):
             message = event.args()[0]
             if isinstance(message, flow.Flow):
                 await self.trigger_event(hooks.UpdateHook([message]))
+
+    def run_inline(self, hook: hooks.Hook) -> tuple[bool, Awaitable[None] | None]:
+        """Run a flow hook's handlers now, as `handle_lifecycle` would: (handled, what is left to await).
+
+        Not handled (False) when the hook is not a flow hook of a request or some addon wants
+        `update` hooks; then the caller yields it to mitmproxy as usual. A handler that returns an
+        awaitable ends the synchronous part: the awaitable and the handlers after it are returned.
+        """
+        if hook.name not in INLINE_HOOKS or self.handlers("update"):
+            return False, None
+        functions = self.handlers(hook.name)
+        args = hook.args()
+        for index, function in enumerate(functions):
+            try:
+                with addonmanager.safecall():
+                    result = function(*args)
+            except exceptions.AddonHalt:
+                return True, None
+            if result is not None and inspect.isawaitable(result):
+                return True, self._rest_of_chain(result, functions[index + 1 :], args)
+        return True, None
+
+    async def _rest_of_chain(self, result: Awaitable[Any], functions: list[Callable[..., Any]], args: list) -> None:
+        try:
+            with addonmanager.safecall():
+                await result
+            for function in functions:
+                with addonmanager.safecall():
+                    following = function(*args)
+                    if following is not None and inspect.isawaitable(following):
+                        await following
+        except exceptions.AddonHalt:
+            return

@@ -24,7 +24,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,6 +51,7 @@ from mitmproxy.proxy.mode_specs import ReverseMode
 
 from . import wire
 from .config import Limits
+from .dispatch import PendingHook
 from .outcomes import Outcome
 from .responses import json_response
 
@@ -81,6 +82,9 @@ class Policy(Protocol):
     def connection_refused(self, outcome: Outcome, peer: str | None) -> None:
         """A connection refused before any flow existed (head too large or too slow, connection cap)."""
         ...
+
+    # The lean master's HookDispatcher.run_inline, or None (mitmdump): flow hooks run where they are yielded.
+    run_hook_inline: Callable[[commands.StartHook], tuple[bool, Awaitable[None] | None]] | None
 
 
 class OutcomeError(ResponseProtocolError):
@@ -372,6 +376,10 @@ class GuardedHttp1Server(Http1Server):
         self.state = self.done
 
 
+async def _done() -> None:
+    """A hook with nothing left to do: yielded only to end the call chain where mitmproxy would."""
+
+
 class GuardedHttpStream(HttpStream):
     """One request/response exchange: the route's body limit decided before the body is read,
     `body_timeout` for a protected (buffered) body, `upstream_timeout` for the upstream's answer."""
@@ -381,6 +389,7 @@ class GuardedHttpStream(HttpStream):
         self.policy = policy
         self.limits = policy.limits()
         self._upstream_timed = False
+        self.http_layer: GuardedHttpLayer | None = None  # set by GuardedHttpLayer: it knows which connections are busy
 
     def handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
         if isinstance(event, ExchangeTimedOut) and (self._paused or not self._phase_applies(event.phase)):
@@ -399,6 +408,43 @@ class GuardedHttpStream(HttpStream):
         yield SendHttp(ExchangeDeadline(self.stream_id, time.monotonic() + seconds, phase), self.context.client)
 
     def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        run_inline = self.policy.run_hook_inline
+        if run_inline is None or self.http_layer is None:
+            yield from self._handle_stream_event(event)
+            return
+        # Drive the generator ourselves so that flow hooks run right here (dispatch.py).
+        generator = self._handle_stream_event(event)
+        reply = None
+        while True:
+            try:
+                command = generator.send(reply)
+            except StopIteration:
+                return
+            reply = None
+            if isinstance(command, commands.StartHook):
+                busy = self.http_layer.busy
+                if len(busy) > 1:
+                    reply = yield command  # nested in two connections' events: mitmproxy's way, to unwind
+                    continue
+                handled, pending = run_inline(command)
+                if pending is None and handled and self.context.client in busy and self._answers_client(command):
+                    # The client connection is in the middle of reading this request, and the stream is
+                    # about to write to it: go through mitmproxy's hook task, which lets that finish first.
+                    pending = _done()
+                if pending is not None:
+                    command = PendingHook(pending)
+                elif handled:
+                    continue
+            reply = yield command  # a blocking command: the layer pauses us and sends its reply
+
+    def _answers_client(self, hook: commands.StartHook) -> bool:
+        """Whether, after this hook, the stream writes to the client (an answer, an error, 100 Continue)."""
+        flow = self.flow
+        if flow.response is not None or flow.error is not None or not flow.live:
+            return True
+        return isinstance(hook, HttpRequestHeadersHook) and "expect" in flow.request.headers
+
+    def _handle_stream_event(self, event: events.Event) -> layer.CommandGenerator[None]:
         if isinstance(event, ExchangeTimedOut):
             if event.phase == "body":
                 yield from self._refuse(Outcome.REQUEST_TIMEOUT, ErrorCode.GENERIC_CLIENT_ERROR)
@@ -491,6 +537,7 @@ class GuardedHttpLayer(HttpLayer):
         self.policy = policy
         self.limits = policy.limits()
         self._connect_timers: dict[commands.RequestWakeup, connection.Connection] = {}
+        self.busy: dict[object, int] = {}  # connection → its layer's events under way (nested ones count)
 
     def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
         if isinstance(event, events.Wakeup) and event.command in self._connect_timers:
@@ -504,9 +551,26 @@ class GuardedHttpLayer(HttpLayer):
             self.connections[self.context.client] = GuardedHttp1Server(self.context.fork(), self.policy)
         yield from super()._handle_event(event)
 
+    def event_to_child(self, child: layer.Layer | HttpStream, event: events.Event) -> layer.CommandGenerator[None]:
+        if isinstance(child, HttpStream):
+            yield from super().event_to_child(child, event)
+            return
+        # A connection layer in the middle of an event must not be called again from within it:
+        # streams consult `busy` before running a hook inline (GuardedHttpStream._handle_event).
+        conn = getattr(child, "conn", child)  # HTTP connection layers hold their connection
+        self.busy[conn] = self.busy.get(conn, 0) + 1
+        try:
+            yield from super().event_to_child(child, event)
+        finally:
+            self.busy[conn] -= 1
+            if not self.busy[conn]:
+                del self.busy[conn]
+
     def make_stream(self, stream_id: int) -> layer.CommandGenerator[None]:
-        self.streams[stream_id] = GuardedHttpStream(self.context.fork(), stream_id, self.policy)
-        yield from self.event_to_child(self.streams[stream_id], events.Start())
+        stream = GuardedHttpStream(self.context.fork(), stream_id, self.policy)
+        stream.http_layer = self
+        self.streams[stream_id] = stream
+        yield from self.event_to_child(stream, events.Start())
 
     def get_connection(self, event: GetHttpConnection, *, reuse: bool = True) -> layer.CommandGenerator[None]:
         yield from super().get_connection(event, reuse=reuse)

@@ -83,6 +83,7 @@ class SigwardenMaster(master.Master):
         self.addons = HookDispatcher(self)
         self.sigwarden = addon
         addon.owns_options = True  # reloads may retune mitmproxy's options (they are ours here)
+        addon.run_hook_inline = self.addons.run_inline
         self.confdir = tempfile.TemporaryDirectory(prefix="sigwarden-")
         self.addons.add(
             core.Core(),
