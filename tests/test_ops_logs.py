@@ -86,3 +86,9 @@ def test_signatures_and_bodies_never_reach_the_log(sigwarden):
     text = sigwarden.logs()
     for leak in (headers["Sendcloud-Signature"], "e" * 64, "top-secret-bearer", "90210", "e2e-secret"):
         assert leak not in text
+
+
+def test_a_clean_start_logs_no_warning_or_error(sigwarden):
+    sigwarden.request("GET", "/")
+    problems = [line for line in sigwarden.log_lines() if line.get("level") in ("warning", "error")]
+    assert problems == []

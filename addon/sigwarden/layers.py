@@ -612,3 +612,14 @@ class ConnectionCap:
 
     def client_disconnected(self, client: connection.Client) -> None:
         self.clients.discard(client.id)
+
+
+class NextLayer:
+    """The lean master's layer installer, named like mitmproxy's (proxyserver looks for `nextlayer`)."""
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        if nextlayer.layer is None:
+            nextlayer.layer = reverse_proxy_layer(nextlayer.context, self.policy)

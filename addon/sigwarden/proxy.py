@@ -88,6 +88,7 @@ class SigwardenMaster(master.Master):
         self.addons.add(
             core.Core(),
             proxyserver.Proxyserver(),
+            layers.NextLayer(addon),
             layers.ConnectionCap(addon),
             tlsconfig.TlsConfig(),
             addon,
