@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import inspect
+import io
 import json
 
 import pytest
@@ -15,6 +16,7 @@ from mitmproxy.test import taddons, tflow
 from sigwarden import layers
 from sigwarden.addon import RECORD, Sigwarden
 from sigwarden.config import parse_config
+from sigwarden.logs import configure_logging
 from sigwarden.outcomes import Outcome
 from sigwarden.schemes.sendcloud import signature
 
@@ -471,4 +473,39 @@ def test_a_protected_body_streamed_by_another_addon_fails_closed():
     flow.request.data.content = None
     run_hook(addon.request, flow)
     assert error_of(flow) == "bad_request"
+    assert "X-Webhook-Verified" not in flow.request.headers
+
+
+def test_a_bug_while_verifying_fails_closed_with_a_json_500(monkeypatch):
+    addon = make_addon()
+    flow = make_flow(headers=signed())
+    log = io.StringIO()
+    configure_logging("json", "info", stream=log)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug that mentions " + SECRET)
+
+    monkeypatch.setattr("sigwarden.decision.verify", broken)
+    addon.requestheaders(flow)
+    run_hook(addon.request, flow)
+    assert error_of(flow) == "internal_error"
+    assert flow.response.status_code == 500
+    assert "X-Webhook-Verified" not in flow.request.headers
+    [line] = [json.loads(text) for text in log.getvalue().splitlines() if '"internal_error"' in text]
+    assert line["exception"] == "RuntimeError" and line["where"]
+    assert SECRET not in log.getvalue()  # the log says where, never the exception's text
+
+
+def test_a_bug_while_claiming_a_delivery_fails_closed_too(monkeypatch):
+    addon = make_addon(routes=[{"name": "sendcloud", "path": "/webhooks/sendcloud", "secrets": ["sendcloud"],
+                                "dedupe_window": "1h"}])  # fmt: skip
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("store exploded")
+
+    monkeypatch.setattr(addon.dedupe, "claim", broken)
+    flow = make_flow(headers=signed())
+    addon.requestheaders(flow)
+    run_hook(addon.request, flow)
+    assert error_of(flow) == "internal_error"
     assert "X-Webhook-Verified" not in flow.request.headers

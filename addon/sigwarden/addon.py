@@ -7,6 +7,7 @@ import datetime
 import logging
 import os
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -316,6 +317,24 @@ class Sigwarden:
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """Verify a protected request. Synchronous, except for a route's dedupe claim: then the
         coroutine to await is returned (mitmproxy awaits what a hook returns)."""
+        try:
+            return self.verify_request(flow)
+        except Exception as error:
+            # mitmproxy logs a hook's exception and carries on: here that would forward the request.
+            self.fail_closed(flow, error)
+            return None
+
+    def fail_closed(self, flow: http.HTTPFlow, error: Exception) -> None:
+        """A bug while deciding: answer 500 internal_error, forward nothing (and say where, not what)."""
+        frames = traceback.extract_tb(error.__traceback__)[-3:]
+        where = [f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}" for frame in frames]
+        log_event("internal_error", logging.ERROR, exception=type(error).__name__, where=where)
+        record = flow.metadata.get(RECORD)
+        flow.metadata[layers.OUTCOME] = Outcome.INTERNAL_ERROR
+        request_id = record.request_id if record is not None else None
+        flow.response = json_response(Outcome.INTERNAL_ERROR, request_id, flow.request.method)
+
+    def verify_request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response or flow.error:
             return None
         record = self.classify(flow)  # normally made in requestheaders; never skip verification
@@ -357,14 +376,17 @@ class Sigwarden:
         self, flow: http.HTTPFlow, record: FlowRecord, verdict: Verdict, key: bytes, window: float
     ) -> None:
         """A verified delivery on a dedupe route: a copy of an accepted one is a duplicate (SPEC §6)."""
-        assert self.dedupe is not None
-        limits = record.runtime.config.limits
-        # How long a claim may block an identical delivery: the longest the upstream may take, plus a margin.
-        hold = limits.upstream_connect_timeout + limits.upstream_timeout + 5.0
-        claim = await self.dedupe.claim(key, window, hold)
-        if claim is not None:
-            record.claim = claim
-        self.decide(flow, record, verdict, Outcome.VERIFIED if claim is not None else Outcome.DUPLICATE)
+        try:
+            assert self.dedupe is not None
+            limits = record.runtime.config.limits
+            # How long a claim may block an identical delivery: the longest the upstream may take, plus a margin.
+            hold = limits.upstream_connect_timeout + limits.upstream_timeout + 5.0
+            claim = await self.dedupe.claim(key, window, hold)
+            if claim is not None:
+                record.claim = claim
+            self.decide(flow, record, verdict, Outcome.VERIFIED if claim is not None else Outcome.DUPLICATE)
+        except Exception as error:
+            self.fail_closed(flow, error)
 
     def decide(self, flow: http.HTTPFlow, record: FlowRecord, verdict: Verdict, outcome: Outcome) -> None:
         """Refuse, or forward with the verdict headers (report mode forwards refusals, marked)."""

@@ -25,6 +25,7 @@ class Outcome(enum.Enum):
     NO_ROUTE = "no_route"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     UPSTREAM_TIMEOUT = "upstream_timeout"
+    INTERNAL_ERROR = "internal_error"
     TOO_MANY_CONNECTIONS = "too_many_connections"  # limits.max_connections: closed without an answer
 
     @property
@@ -73,6 +74,7 @@ _STATUS: dict[Outcome, int] = {
     Outcome.NO_ROUTE: 404,
     Outcome.UPSTREAM_UNAVAILABLE: 502,
     Outcome.UPSTREAM_TIMEOUT: 504,
+    Outcome.INTERNAL_ERROR: 500,
     Outcome.TOO_MANY_CONNECTIONS: 503,
 }
 
@@ -93,6 +95,7 @@ _MESSAGE: dict[Outcome, str] = {
     Outcome.NO_ROUTE: "No endpoint is configured for this path.",
     Outcome.UPSTREAM_UNAVAILABLE: "The application cannot be reached.",
     Outcome.UPSTREAM_TIMEOUT: "The application did not answer in time.",
+    Outcome.INTERNAL_ERROR: "sigwarden could not decide on this request; nothing was forwarded.",
     Outcome.TOO_MANY_CONNECTIONS: "Too many connections; retry later.",
 }
 
