@@ -14,6 +14,8 @@ from __future__ import annotations
 import pytest
 
 from adversarial_support import WEBHOOK_BODY, request_bytes, sign, start_guarded, stop_guarded
+from harness import wait_until
+from ops_support import metric_value
 
 pytestmark = pytest.mark.e2e
 
@@ -71,3 +73,44 @@ def test_the_exact_spellings_in_any_case_still_frame_as_usual(proxy):
         ("/shop/upload", b"hello"),
         ("/shop/next", b""),
     ]
+
+
+# -- every refused head is counted and logged, mitmproxy's own checks included ----------------------
+
+
+HEAD = b"POST /webhooks/sendcloud HTTP/1.1\r\nHost: shop\r\n"
+
+
+def _bad_request_count(guarded) -> float:
+    return (
+        metric_value(guarded.sigwarden.admin_port, "sigwarden_requests_total", route="sendcloud", outcome="bad_request")
+        or 0.0
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        HEAD + b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        b"POST /webhooks/sendcloud HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        b"POST /webhooks/sendcloud HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST /webhooks/sendcloud HTTP/1.1\r\nHost: shop\r\nX Y: 1\r\nContent-Length: 0\r\n\r\n",
+        b"POST /webhooks/sendcloud HTTP/1.1\r\nHost: shop\r\nContent_Length: 0\r\n\r\n",
+        b"POST /webhooks/sendcloud HTTP/1.2\r\nHost: shop\r\nContent-Length: 0\r\n\r\n",
+    ],
+    ids=["cl-and-te", "two-lengths", "te-gzip", "space-in-name", "cgi-spelled-length", "http-1.2"],
+)
+def test_a_refused_head_on_a_protected_route_is_counted_and_logged_once(proxy, data):
+    def logged() -> list[tuple]:
+        return [
+            (line["route"], line["outcome"], line["status"])
+            for line in proxy.sigwarden.log_lines()
+            if line.get("event") == "request" and line.get("outcome") == "bad_request"
+        ]
+
+    before, lines_before = _bad_request_count(proxy), len(logged())
+    answers, closed, exchanges = proxy.send(data, wait_close=True)
+    assert [(answer.status, answer.error) for answer in answers] == [(400, "bad_request")]
+    assert closed and exchanges == []
+    wait_until(lambda: _bad_request_count(proxy) == before + 1, deadline=5)
+    assert logged()[lines_before:] == [("sendcloud", "bad_request", 400)]
