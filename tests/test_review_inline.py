@@ -137,6 +137,31 @@ def test_refusal_sent_in_pieces_keeps_the_connection_in_step(proxy):
     assert len(exchanges) == 1
 
 
+def test_http10_refusal_without_keep_alive_ends_the_connection_before_the_next_request(proxy):
+    data = request_bytes("POST", "/webhooks/sendcloud", forged(), WEBHOOK_BODY, version="HTTP/1.0")
+    answers, closed, exchanges = proxy.send(data + post("/webhooks/sendcloud", signed()), wait_close=True)
+    assert statuses(answers) == [(401, "invalid_signature")]
+    assert closed and exchanges == []
+
+
+def test_refused_head_request_gets_no_body_and_the_next_answer_follows_its_head(proxy):
+    """A HEAD answer carries Content-Length but no body: a body there would be read as the next answer."""
+    head = request_bytes("HEAD", "/webhooks/sendcloud", [("Host", "shop.example")], length=False)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(head + get("/shop/after"))
+        received = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (received.count(b"HTTP/1.1 ") >= 2 and received.endswith(b"}")):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    first, _, rest = received.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 401") and b"content-length: " in first.lower()
+    assert rest.startswith(b"HTTP/1.1 200"), rest[:80]
+    assert [exchange.target for exchange in proxy.upstream.settled()] == ["/shop/after"]
+
+
 # -- Expect: 100-continue -------------------------------------------------------------------------
 
 
