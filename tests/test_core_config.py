@@ -312,7 +312,7 @@ def test_describe_never_shows_an_inline_value():
         ),
         (
             with_changes(upstream="http://user:pw@app:8000"),
-            "config.yaml: upstream: the upstream URL takes no path, query or credentials, got 'http://user:pw@app:8000'",
+            "config.yaml: upstream: the upstream URL takes no path, query or credentials, got 'http://***@app:8000'",
         ),
         (
             with_changes(upstream=8000),

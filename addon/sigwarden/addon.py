@@ -427,7 +427,24 @@ class Sigwarden:
         flow.response.stream = True
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        if flow.response is not None and flow.response.status_code == 101 and flow.websocket is None:
+            self.refuse_tunnel(flow)
         return self.end(flow)
+
+    def refuse_tunnel(self, flow: http.HTTPFlow) -> None:
+        """An upstream's 101 that is no WebSocket handshake: answered 502, the connection closed.
+
+        mitmproxy would relay raw bytes both ways from here on (its `rawtcp` layer), a tunnel in which
+        sigwarden reads nothing: an application that answers 101 without switching (a status-reflecting
+        endpoint) would then read any request a client sends, forged webhooks and verdicts included.
+        mitmproxy marks a WebSocket before this hook (`flow.websocket`) and reads it frame by frame.
+        """
+        record = flow.metadata.get(RECORD)
+        flow.metadata[layers.OUTCOME] = Outcome.UPSTREAM_UNAVAILABLE
+        request_id = record.request_id if record is not None else None
+        answer = json_response(Outcome.UPSTREAM_UNAVAILABLE, request_id, flow.request.method)
+        answer.headers["Connection"] = "close"
+        flow.response = answer
 
     def error(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         return self.end(flow)

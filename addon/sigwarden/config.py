@@ -176,6 +176,16 @@ def parse_address(value: Any) -> tuple[str, int]:
     return host, int(port)
 
 
+def shown_url(value: Any) -> str:
+    """A URL quoted in an error message, any userinfo (a password) in it replaced by `***`."""
+    if not isinstance(value, str) or "@" not in value:
+        return repr(value)
+    scheme, separator, rest = value.partition("//")
+    if not separator:
+        scheme, rest = "", value
+    return repr(f"{scheme}{separator}***@{rest.rsplit('@', 1)[1]}")
+
+
 def parse_upstream(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a URL such as http://127.0.0.1:8000, got {value!r}")
@@ -183,11 +193,13 @@ def parse_upstream(value: Any) -> str:
         parts = urlsplit(value)
         port = parts.port
     except ValueError as error:
-        raise ValueError(f"malformed URL {value!r}: {error}") from None
+        # urllib's message quotes the part it could not read: with userinfo about, that may be a password.
+        reason = "its host or port cannot be read" if "@" in value else str(error)
+        raise ValueError(f"malformed URL {shown_url(value)}: {reason}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise ValueError(f"the upstream URL takes no path, query or credentials, got {value!r}")
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {shown_url(value)}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"the upstream URL takes no path, query or credentials, got {shown_url(value)}")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     default_port = 443 if parts.scheme == "https" else 80
     return f"{parts.scheme}://{host}:{port or default_port}"
@@ -478,11 +490,11 @@ def _parse_dedupe_store(value: Any) -> str:
     if isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://")):
         parts = urlsplit(value)
         if parts.scheme != "unix" and not parts.hostname:
-            raise ValueError(f"expected redis://host:6379/0, got {value!r}")
+            raise ValueError(f"expected redis://host:6379/0, got {shown_url(value)}")
         if not _redis_installed():
             raise ValueError("a redis:// store needs the redis package: pip install 'sigwarden[redis]'")
         return value
-    raise ValueError(f"expected memory or redis://host:6379/0, got {value!r}")
+    raise ValueError(f"expected memory or redis://host:6379/0, got {shown_url(value)}")
 
 
 def _parse_network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

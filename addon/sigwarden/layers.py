@@ -34,7 +34,14 @@ from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands, events, layer, tunnel
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers import tls
-from mitmproxy.proxy.layers.http import GetHttpConnection, HttpLayer, HTTPMode, HttpStream, SendHttp
+from mitmproxy.proxy.layers.http import (
+    GetHttpConnection,
+    HttpLayer,
+    HTTPMode,
+    HttpStream,
+    SendHttp,
+    validate_request,
+)
 from mitmproxy.proxy.layers.http._base import ReceiveHttp
 from mitmproxy.proxy.layers.http._events import (
     ErrorCode,
@@ -474,6 +481,9 @@ class GuardedHttpStream(HttpStream):
             # h11 reads any HTTP/x.y; `GET / HTTP/9.9` or `PRI * HTTP/2.0` would otherwise go upstream.
             self.flow.request.http_version not in _HTTP_1_VERSIONS
             or wire.head_problem(self.flow.request.data.path, self.flow.request.headers.fields) is not None
+            # mitmproxy's own checks (Content-Length with Transfer-Encoding, …), refused here so that the
+            # addon sees the request before the error, and counts and logs it like any other refusal.
+            or validate_request(self.mode, self.flow.request, self.context.options.validate_inbound_headers)
         ):
             yield HttpRequestHeadersHook(self.flow)  # seen by the addon: logged and counted
             yield from self._refuse(Outcome.BAD_REQUEST, ErrorCode.REQUEST_VALIDATION_FAILED)

@@ -56,6 +56,7 @@ def proxy_options(config: Config, confdir: str) -> dict[str, object]:
         # sigwarden's layers time it (and keep the watchdog off while they do, see layers.py).
         "tcp_timeout": layers.watchdog_timeout(config.limits),
         "http2": False,  # the listener speaks HTTP/1.1; upstreams get HTTP/1.1 too
+        "rawtcp": False,  # no raw tunnel after a 101 that is not WebSocket (the addon answers 502 for it)
         "server_replay_kill_extra": False,
     }
 

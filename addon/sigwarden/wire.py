@@ -6,8 +6,9 @@ CR LF SP) or a NUL reaches the application as-is, and lenient parsers there
 (Python's http.server, CGI glue, proxies without obs-fold support) read it as a
 second header line: a forged verdict or a smuggled `Transfer-Encoding`. A `#`
 or a control byte in the target, or an ambiguous `Host`, lets the application's
-router see another path than sigwarden; an `Upgrade` to h2c would let requests
-pass inside a tunnel. Such requests are refused on every path.
+router see another path than sigwarden; `Transfer_Encoding` or `Content.Length`
+(framing headers to CGI-style readers, not to mitmproxy) another body; an `Upgrade`
+to h2c would let requests pass inside a tunnel. Such requests are refused on every path.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import re
 from collections.abc import Iterable
 
 from . import paths
-from .decision import PATH_OVERRIDE_HEADERS, canonical_header_name
+from .config import canonical_field_name
+from .decision import PATH_OVERRIDE_HEADERS
 
 # RFC 9110 §5.5: field values are VCHAR, obs-text, SP and HTAB; no other control byte.
 _BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -26,6 +28,7 @@ _BAD_TARGET_BYTE = re.compile(rb"[\x00-\x20\x7f#]")
 # servers refuse longer request lines anyway (Apache: 8190 bytes, nginx: 8 KiB buffers).
 MAX_PATH_BYTES = 8192
 # RFC 3986 authority without userinfo: an IP literal or a reg-name, and an optional port.
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 _HOST = re.compile(rb"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$")
 
 
@@ -39,8 +42,12 @@ def head_problem(target: bytes, fields: Iterable[tuple[bytes, bytes]]) -> str | 
     for name, value in fields:
         if _BAD_VALUE_BYTE.search(value):
             return "header value with a CR, LF, NUL or other control character (folded or split line)"
-        if canonical_header_name(name.decode("latin-1")) in PATH_OVERRIDE_HEADERS and (problem := _path_problem(value)):
+        canonical = canonical_field_name(name)
+        if canonical in PATH_OVERRIDE_HEADERS and (problem := _path_problem(value)):
             return f"path-override header with a {problem}"
+        if canonical in _FRAMING_HEADERS and name.lower() != canonical.encode():
+            # mitmproxy frames by the exact name only; a CGI-style reader (HTTP_TRANSFER_ENCODING) by either.
+            return "Content-Length or Transfer-Encoding spelled with another separator"
         if name.lower() == b"upgrade" and any(token.strip().lower() != b"websocket" for token in value.split(b",")):
             # After a 101 the connection is a tunnel sigwarden no longer reads: h2c would carry HTTP/2 requests
             # (any path, any header) straight to an upstream that speaks it (h2c smuggling).
