@@ -488,6 +488,8 @@ class GuardedHttpStream(HttpStream):
             yield HttpRequestHeadersHook(self.flow)  # seen by the addon: logged and counted
             yield from self._refuse(Outcome.BAD_REQUEST, ErrorCode.REQUEST_VALIDATION_FAILED)
             return True
+        if request:
+            return False  # mitmproxy's check of a request (validate_request) has just been made
         return (yield from super().check_invalid(request))
 
     def check_body_size(self, request: bool) -> layer.CommandGenerator[bool]:
