@@ -17,7 +17,6 @@ import itertools
 import json
 import re
 import socket
-import threading
 import time
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -27,6 +26,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from harness import OLD_SECRET, SECRET, Sigwarden, base_config
+from loopback_server import LoopbackServer
 
 SECRETS = {"sendcloud": SECRET, "sendcloud-old": OLD_SECRET}
 VERDICT_VARIABLES = ("HTTP_X_WEBHOOK_VERIFIED", "HTTP_X_WEBHOOK_KEY_ID", "HTTP_X_WEBHOOK_VERIFY_ERROR")
@@ -165,43 +165,18 @@ class _Connection:
 
 
 @dataclass
-class RawUpstream:
+class RawUpstream(LoopbackServer):
     """A credulous HTTP/1.1 application on loopback that records raw request heads and counts connections."""
 
     status: int = 200
     exchanges: list[Exchange] = field(default_factory=list)
     connections: int = 0
 
-    def start(self) -> RawUpstream:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.lock = threading.Lock()
-        self.open: list[socket.socket] = []
-        self.running = True
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def clear(self) -> None:
         with self.lock:
             self.exchanges.clear()
             self.connections = 0
             self.status = 200
-
-    def _accept(self) -> None:
-        while self.running:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                number = self.connections
-                self.open.append(sock)
-            threading.Thread(target=self._serve, args=(sock, number), daemon=True).start()
 
     def _serve(self, sock: socket.socket, number: int) -> None:
         connection = _Connection(sock)
@@ -226,17 +201,6 @@ class RawUpstream:
             return
         finally:
             sock.close()
-
-    def stop(self) -> None:
-        self.running = False
-        self.listener.close()
-        with self.lock:
-            for sock in self.open:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
 
     def settled(self, deadline: float = 2.0) -> list[Exchange]:
         """The exchanges once no new one has arrived for a short while (bounded by `deadline`)."""

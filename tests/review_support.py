@@ -12,42 +12,21 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
+
+from loopback_server import LoopbackServer
 
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass
-class StatusReflectingUpstream:
+class StatusReflectingUpstream(LoopbackServer):
     heads: list[bytes] = field(default_factory=list)
+    connections: int = 0
 
-    def start(self) -> StatusReflectingUpstream:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.lock = threading.Lock()
-        self.open: list[socket.socket] = []
-        self.running = True
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while self.running:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.open.append(sock)
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
-
-    def _serve(self, sock: socket.socket) -> None:
+    def _serve(self, sock: socket.socket, number: int) -> None:
         buffer = b""
         try:
             while True:
@@ -101,17 +80,6 @@ class StatusReflectingUpstream:
     def clear(self) -> None:
         with self.lock:
             self.heads.clear()
-
-    def stop(self) -> None:
-        self.running = False
-        self.listener.close()
-        with self.lock:
-            for sock in self.open:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
 
 
 def query_headers(query: dict[str, list[str]]) -> list[bytes]:
