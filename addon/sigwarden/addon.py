@@ -309,7 +309,7 @@ class Sigwarden:
             flow.request.stream = False  # buffered: the body is verified in `request`
             return
         if record.runtime.config.unmatched == "reject":
-            self.refuse(flow, record, Outcome.NO_ROUTE)
+            self.refuse(flow, Outcome.NO_ROUTE)
         else:
             flow.request.stream = True
             record.upstream_started = time.perf_counter()
@@ -329,10 +329,7 @@ class Sigwarden:
         frames = traceback.extract_tb(error.__traceback__)[-3:]
         where = [f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}" for frame in frames]
         log_event("internal_error", logging.ERROR, exception=type(error).__name__, where=where)
-        record = flow.metadata.get(RECORD)
-        flow.metadata[layers.OUTCOME] = Outcome.INTERNAL_ERROR
-        request_id = record.request_id if record is not None else None
-        flow.response = json_response(Outcome.INTERNAL_ERROR, request_id, flow.request.method)
+        self.refuse(flow, Outcome.INTERNAL_ERROR)
 
     def verify_request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response or flow.error:
@@ -394,7 +391,7 @@ class Sigwarden:
         runtime = record.runtime
         assert record.route is not None
         if not decision.forwards(runtime.config, record.route, outcome):
-            self.refuse(flow, record, outcome)
+            self.refuse(flow, outcome)
             return
         request_headers = flow.request.headers
         if verdict.remove_headers:
@@ -428,23 +425,12 @@ class Sigwarden:
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response is not None and flow.response.status_code == 101 and flow.websocket is None:
-            self.refuse_tunnel(flow)
+            # An upstream's 101 that is no WebSocket handshake: mitmproxy would relay raw bytes both ways
+            # from here on (its `rawtcp` layer), a tunnel in which sigwarden reads nothing, so that an
+            # application answering 101 without switching would read any request a client sends, forged
+            # webhooks and verdicts included. mitmproxy marks a WebSocket before this hook (`flow.websocket`).
+            self.refuse(flow, Outcome.UPSTREAM_UNAVAILABLE, close=True)
         return self.end(flow)
-
-    def refuse_tunnel(self, flow: http.HTTPFlow) -> None:
-        """An upstream's 101 that is no WebSocket handshake: answered 502, the connection closed.
-
-        mitmproxy would relay raw bytes both ways from here on (its `rawtcp` layer), a tunnel in which
-        sigwarden reads nothing: an application that answers 101 without switching (a status-reflecting
-        endpoint) would then read any request a client sends, forged webhooks and verdicts included.
-        mitmproxy marks a WebSocket before this hook (`flow.websocket`) and reads it frame by frame.
-        """
-        record = flow.metadata.get(RECORD)
-        flow.metadata[layers.OUTCOME] = Outcome.UPSTREAM_UNAVAILABLE
-        request_id = record.request_id if record is not None else None
-        answer = json_response(Outcome.UPSTREAM_UNAVAILABLE, request_id, flow.request.method)
-        answer.headers["Connection"] = "close"
-        flow.response = answer
 
     def error(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         return self.end(flow)
@@ -470,9 +456,14 @@ class Sigwarden:
 
     # -- acting on decisions --------------------------------------------------
 
-    def refuse(self, flow: http.HTTPFlow, record: FlowRecord, outcome: Outcome) -> None:
+    def refuse(self, flow: http.HTTPFlow, outcome: Outcome, close: bool = False) -> None:
+        """Answer in sigwarden's JSON form, with the request's id; `close` ends the connection after it."""
+        record = flow.metadata.get(RECORD)
         flow.metadata[layers.OUTCOME] = outcome
-        flow.response = json_response(outcome, record.request_id, flow.request.method)
+        answer = json_response(outcome, record.request_id if record is not None else None, flow.request.method)
+        if close:
+            answer.headers["Connection"] = "close"
+        flow.response = answer
 
     def finish(self, flow: http.HTTPFlow) -> None:
         """Once per flow: count it, and log it (protected requests at info, the rest at debug)."""
@@ -495,7 +486,7 @@ class Sigwarden:
         self.metrics.count_request(route_name, outcome)
         if record.verify_seconds is not None:
             self.metrics.verify_duration.observe(record.verify_seconds)
-        if forwarded and record.upstream_started is not None:
+        if record.upstream_started is not None:
             self.metrics.observe_upstream(route_name, upstream_status, time.perf_counter() - record.upstream_started)
         level = logging.DEBUG if record.route is None else logging.INFO
         if not logger.isEnabledFor(level):

@@ -66,8 +66,10 @@ def path_override_targets(headers: Iterable[tuple[str, str]]) -> list[str]:
 def match_request(routes: Sequence[Route], target: str, headers: Iterable[tuple[str, str]] = ()) -> Route | None:
     """The route protecting the request: by its target, else by a path-override header (fail closed)."""
     route = match_route(routes, target)
-    for override in path_override_targets(headers) if route is None else ():
-        route = route or match_route(routes, override)
+    if route is None:
+        for override in path_override_targets(headers):
+            if (route := match_route(routes, override)) is not None:
+                break
     return route
 
 

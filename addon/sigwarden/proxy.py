@@ -142,6 +142,7 @@ async def serve(config: Config, source: ConfigSource | None = None, baseline: Ba
     except OSError as error:
         log_event("listen_failed", logging.ERROR, listener="admin", listen=_address(config.admin_listen or ("", 0)),
                   reason=str(error))  # fmt: skip
+        await addon.done()
         return 1
     if not await servers.setup_servers():
         problems = [str(server.last_exception) for server in servers.servers if server.last_exception]
